@@ -1,0 +1,42 @@
+"""What the engine needs from a backend (thread pool, process pool, event loop, …)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from ._task import Task
+
+__all__ = ["Backend"]
+
+
+class Backend(ABC):
+    """Runs attempts and posts ``(task, number, ok, payload)`` to ``task.reply``.
+
+    The engine calls ``start``, ``stop`` and ``started_at`` from its own thread only;
+    a backend may post completions from any thread.
+    """
+
+    #: How many attempts the engine may hand over at once.
+    capacity: int = 1
+    #: Default bound on items taken from the input and not yet finished.
+    default_in_flight: int = 2
+
+    @abstractmethod
+    def start(self, tasks: Sequence[Task]) -> None:
+        """Begin one attempt of each task (``task.attempts`` is its number). Never blocks."""
+
+    @abstractmethod
+    def stop(self, tasks: Sequence[Task]) -> None:
+        """Stop (or abandon) these attempts; their completions, if any, are ignored."""
+
+    def can_stop(self, task: Task) -> bool:
+        """True when ``stop`` really ends the running call (not just abandons it)."""
+        return False
+
+    def started_at(self, task: Task) -> float | None:
+        """When the attempt began running, or None while it is still queued."""
+        return task.dispatched
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends have nothing to release
+        """Release workers. Calls stuck in threads are abandoned, never waited for."""

@@ -1,0 +1,343 @@
+"""The engine: decides, for one batch, what starts when and what each item's Result is.
+
+It does no I/O and never blocks: a driver (``_drive.py``) feeds it completions from
+an inbox and asks it when it next needs to wake. Everything that makes poolkit's
+promises hold in every mode lives here: lazy bounded consumption of the input,
+retries scheduled outside the workers, per-attempt timeouts, the batch deadline,
+fail-fast, cancellation, the rate limit, and exactly one Result per item.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ._backend import Backend
+from ._clock import MONOTONIC, Clock
+from ._errors import Cancelled, DeadlineExceeded, TaskTimeout
+from ._policies import CancelToken, RateLimit, Retry
+from ._results import Err, Ok
+from ._task import Inbox, Task
+
+__all__ = ["Engine", "Hooks", "Policies", "Source"]
+
+_FATAL = (KeyboardInterrupt, SystemExit)
+
+
+@dataclass(frozen=True, slots=True)
+class Policies:
+    """The per-batch policies, already validated."""
+
+    retry: Retry | None = None
+    timeout: float | None = None
+    deadline: float | None = None
+    fail_fast: bool = False
+    cancel: CancelToken | None = None
+    rate_limit: RateLimit | None = None
+    max_in_flight: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hooks:
+    """Callbacks the engine calls in its own thread; the driver records what they raise."""
+
+    on_start: Callable[[Any, int], Any] | None = None
+    on_retry: Callable[[Any, int, BaseException, float], Any] | None = None
+
+
+class Source:
+    """Turns the user's items into Tasks, lazily.
+
+    ``pull()`` returns the next Task, or None when nothing is available (``exhausted``
+    tells whether anything ever will be). ``rest()`` yields the items never taken, for a
+    sized input cut short (so that ``len(results) == len(items)``).
+    """
+
+    def __init__(self, items: Any, fn: Callable[[Any], Any], reply: Inbox) -> None:
+        self._iterator: Iterator[Any] = iter(items)
+        self._sized = hasattr(items, "__len__")
+        self._fn = fn
+        self._reply = reply
+        self.taken = 0
+        self.exhausted = False
+
+    def pull(self) -> Task | None:
+        try:
+            item = next(self._iterator)
+        except StopIteration:
+            self.exhausted = True
+            return None
+        task = Task(self.taken, item, self._fn, self._reply)
+        self.taken += 1
+        return task
+
+    def rest(self) -> Iterator[Task]:
+        """The tasks never taken, when the input is sized; nothing for a plain iterator."""
+        self.exhausted = True
+        if self._sized:
+            for item in self._iterator:
+                yield Task(self.taken, item, self._fn, self._reply)
+                self.taken += 1
+
+
+class Engine:
+    """The state of one batch. Driven by ``pump()`` and ``deliver()``; results in ``out``."""
+
+    def __init__(
+        self,
+        source: Source,
+        backend: Backend,
+        policies: Policies,
+        *,
+        ordered: bool = False,
+        hooks: Hooks | None = None,
+        hook_errors: list[tuple[str, BaseException]] | None = None,
+        clock: Clock = MONOTONIC,
+    ) -> None:
+        self._source = source
+        self._backend = backend
+        self._capacity = backend.capacity
+        self._retry = policies.retry
+        self._timeout = policies.timeout
+        self._fail_fast = policies.fail_fast
+        self._cancel = policies.cancel
+        self._max_in_flight = policies.max_in_flight or max(
+            backend.default_in_flight, 2 * backend.capacity
+        )
+        self._now = clock.now
+        now = self._now()
+        self._deadline = policies.deadline
+        self._deadline_at = None if policies.deadline is None else now + policies.deadline
+        self._bucket = None if policies.rate_limit is None else policies.rate_limit.bucket(now)
+        self._rate_wake: float | None = None
+        hooks = hooks or Hooks()
+        self._on_start = hooks.on_start
+        self._on_retry = hooks.on_retry
+        self.hook_errors = [] if hook_errors is None else hook_errors
+
+        self._ordered = ordered
+        self._buffer: dict[int, Ok[Any] | Err] = {}
+        self._next_out = 0
+        self.out: deque[Ok[Any] | Err] = deque()
+
+        self._in_backend = 0
+        self._live = 0  # taken and not yet finished (ordered: not yet emitted)
+        self._running: set[Task] = set()
+        self._ready: deque[Task] = deque()  # retries due now
+        self._waiting: list[tuple[float, int, Task]] = []  # retries in backoff
+        self._timers: list[tuple[float, int, Task, int]] = []  # attempt timeouts
+        self._seq = itertools.count()
+        self._stopped_by: Callable[[], BaseException] | None = None
+
+    # -- the driver's interface -------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        """True when every item taken has its Result in ``out`` and no more will come."""
+        return self._source.exhausted and self._live == 0
+
+    def pump(self) -> float | None:
+        """Do what is due now; return seconds until the engine must be pumped again."""
+        now = self._now()
+        if self._stopped_by is None:
+            if self._cancel is not None and self._cancel.cancelled:
+                self._stop(lambda: Cancelled("cancelled by its CancelToken"), now)
+            elif self._deadline_at is not None and now >= self._deadline_at:
+                deadline = self._deadline
+                self._stop(
+                    lambda: DeadlineExceeded(f"the batch deadline of {deadline} s passed"), now
+                )
+        if self._timers:
+            self._expire(now)
+        if self._waiting:
+            waiting = self._waiting
+            while waiting and waiting[0][0] <= now:
+                self._ready.append(heapq.heappop(waiting)[2])
+        if self._stopped_by is None:
+            self._fill(now)
+        return self._wake_in(now)
+
+    def deliver(self, messages: list[Any]) -> None:
+        """Take completions posted by backends (tuples, lists of tuples, or None)."""
+        now = self._now()
+        for message in messages:
+            if message is None:
+                continue
+            if type(message) is list:
+                for inner in message:
+                    self._complete(*inner, now)
+            else:
+                self._complete(*message, now)
+
+    def abort(self) -> None:
+        """Stop everything at once (the consumer left, or the caller was interrupted)."""
+        running = list(self._running)
+        self._running.clear()
+        for task in running:
+            task.running = False
+        self._ready.clear()
+        self._waiting.clear()
+        self._timers.clear()
+        self._source.exhausted = True
+        if running:
+            self._backend.stop(running)
+
+    # -- starting attempts ------------------------------------------------------------
+
+    def _fill(self, now: float) -> None:
+        batch: list[Task] = []
+        ready = self._ready
+        source = self._source
+        bucket = self._bucket
+        timeout = self._timeout
+        capacity = self._capacity
+        self._rate_wake = None
+        while self._in_backend < capacity:
+            if ready:
+                task = ready.popleft()
+            elif not source.exhausted and self._live < self._max_in_flight:
+                pulled = source.pull()
+                if pulled is None:
+                    break
+                task = pulled
+                self._live += 1
+            else:
+                break
+            if bucket is not None:
+                wait = bucket.take(now)
+                if wait > 0.0:
+                    ready.appendleft(task)
+                    self._rate_wake = now + wait
+                    break
+            task.attempts += 1
+            if task.attempts == 1:
+                task.first_start = now
+            task.dispatched = now
+            task.started = None
+            task.running = True
+            self._in_backend += 1
+            self._running.add(task)
+            if timeout is not None:
+                heapq.heappush(self._timers, (now + timeout, next(self._seq), task, task.attempts))
+            if self._on_start is not None:
+                self._call_hook("on_start", self._on_start, task.item, task.attempts)
+            batch.append(task)
+        if batch:
+            self._backend.start(batch)
+
+    def _wake_in(self, now: float) -> float | None:
+        wake = self._deadline_at if self._stopped_by is None else None
+        for candidate in (
+            self._timers[0][0] if self._timers else None,
+            self._waiting[0][0] if self._waiting else None,
+            self._rate_wake if self._ready else None,
+        ):
+            if candidate is not None and (wake is None or candidate < wake):
+                wake = candidate
+        if self._ready and self._in_backend < self._capacity and self._rate_wake is None:
+            return 0.0
+        return None if wake is None else max(0.0, wake - now)
+
+    # -- finishing attempts -----------------------------------------------------------
+
+    def _complete(self, task: Task, number: int, ok: bool, payload: Any, now: float) -> None:
+        if not task.running or task.attempts != number:
+            return  # the engine gave up on this attempt already (timeout, stop)
+        self._end_attempt(task)
+        if ok:
+            self._finish(
+                task, Ok(payload, task.item, task.index, number, now - task.first_start)
+            )
+        else:
+            if isinstance(payload, _FATAL):
+                raise payload
+            self._failed(task, payload, now)
+
+    def _end_attempt(self, task: Task) -> None:
+        task.running = False
+        self._in_backend -= 1
+        self._running.discard(task)
+
+    def _expire(self, now: float) -> None:
+        timers = self._timers
+        timeout = self._timeout
+        assert timeout is not None
+        while timers and timers[0][0] <= now:
+            _, _, task, number = heapq.heappop(timers)
+            if not task.running or task.attempts != number:
+                continue
+            started = self._backend.started_at(task)
+            if started is None:  # still queued behind other work in its worker
+                heapq.heappush(timers, (now + min(timeout, 0.02), next(self._seq), task, number))
+                continue
+            if started + timeout > now:
+                heapq.heappush(timers, (started + timeout, next(self._seq), task, number))
+                continue
+            stopped = self._backend.can_stop(task)
+            self._end_attempt(task)
+            self._backend.stop([task])
+            self._failed(task, TaskTimeout(timeout, stopped=stopped), now)
+
+    def _failed(self, task: Task, error: BaseException, now: float) -> None:
+        retry = self._retry
+        if retry is not None:
+            try:
+                again = retry.should_retry(error, task.attempts)
+                wait = retry.wait(error, task.attempts) if again else 0.0
+            except Exception as policy_error:
+                policy_error.__context__ = error
+                error, again = policy_error, False
+            if again:
+                if self._on_retry is not None:
+                    self._call_hook("on_retry", self._on_retry, task.item, task.attempts, error, wait)
+                if wait <= 0.0:
+                    self._ready.append(task)
+                else:
+                    heapq.heappush(self._waiting, (now + wait, next(self._seq), task))
+                return
+        self._finish(task, Err(error, task.item, task.index, task.attempts, now - task.first_start))
+        if self._fail_fast and self._stopped_by is None:
+            self._stop(lambda: Cancelled("cancelled by fail_fast after another item failed"), now)
+
+    def _finish(self, task: Task, result: Ok[Any] | Err) -> None:
+        task.fn = task.reply = None  # type: ignore[assignment]  # drop references early
+        if not self._ordered:
+            self.out.append(result)
+            self._live -= 1
+            return
+        self._buffer[task.index] = result
+        buffer = self._buffer
+        while self._next_out in buffer:
+            self.out.append(buffer.pop(self._next_out))
+            self._next_out += 1
+            self._live -= 1
+
+    def _stop(self, make_error: Callable[[], BaseException], now: float) -> None:
+        """Cut the batch short: every unfinished item gets ``make_error()``."""
+        self._stopped_by = make_error
+        running = sorted(self._running, key=lambda t: t.index)
+        for task in running:
+            self._end_attempt(task)
+        if running:
+            self._backend.stop(running)
+        waiting = [entry[2] for entry in self._waiting]
+        pending = sorted([*running, *self._ready, *waiting], key=lambda t: t.index)
+        self._ready.clear()
+        self._waiting.clear()
+        self._timers.clear()
+        for task in pending:
+            elapsed = now - task.first_start if task.attempts else 0.0
+            self._finish(task, Err(make_error(), task.item, task.index, task.attempts, elapsed))
+        for task in self._source.rest():
+            self._live += 1
+            self._finish(task, Err(make_error(), task.item, task.index, 0, 0.0))
+
+    def _call_hook(self, name: str, hook: Callable[..., Any], *args: Any) -> None:
+        try:
+            hook(*args)
+        except Exception as error:
+            self.hook_errors.append((name, error))

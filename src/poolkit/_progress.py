@@ -1,0 +1,144 @@
+"""The progress display: a one-line bar on stderr, or a callable of the user's."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+__all__ = ["Progress", "ProgressBar", "make_progress"]
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A snapshot handed to a ``progress=`` callable after each result and retry.
+
+    Example:
+        >>> p = Progress(done=3, total=10, ok=2, err=1, retries=4, elapsed=1.5)
+        >>> p.rate
+        2.0
+    """
+
+    done: int
+    total: int | None
+    ok: int
+    err: int
+    retries: int
+    elapsed: float
+    finished: bool = False
+
+    @property
+    def rate(self) -> float:
+        """Items finished per second so far."""
+        return self.done / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds until the end at the current rate (None when the total is unknown)."""
+        if self.total is None or self.rate <= 0:
+            return None
+        return max(0, self.total - self.done) / self.rate
+
+
+class _Counter:
+    """Counts results and retries and hands snapshots to ``render``."""
+
+    def __init__(self, total: int | None, render: Callable[[Progress], Any], interval: float) -> None:
+        self._total = total
+        self._render = render
+        self._interval = interval
+        self._started = time.monotonic()
+        self._last = 0.0
+        self._ok = self._err = self._retries = 0
+
+    def update(self, ok: bool) -> None:
+        if ok:
+            self._ok += 1
+        else:
+            self._err += 1
+        self._maybe_render()
+
+    def retry(self) -> None:
+        self._retries += 1
+        self._maybe_render()
+
+    def close(self) -> None:
+        self._render(self._snapshot(finished=True))
+
+    def _maybe_render(self) -> None:
+        now = time.monotonic()
+        if now - self._last >= self._interval:
+            self._last = now
+            self._render(self._snapshot(finished=False))
+
+    def _snapshot(self, *, finished: bool) -> Progress:
+        return Progress(
+            done=self._ok + self._err,
+            total=self._total,
+            ok=self._ok,
+            err=self._err,
+            retries=self._retries,
+            elapsed=time.monotonic() - self._started,
+            finished=finished,
+        )
+
+
+class ProgressBar:
+    """Draws a Progress snapshot as one line on a terminal, redrawn in place.
+
+    Example:
+        >>> import io
+        >>> bar = ProgressBar(io.StringIO(), width=60)
+        >>> bar.format(Progress(done=5, total=10, ok=4, err=1, retries=2, elapsed=2.0))
+        '[#########.........]   5/10  ok 4  err 1  retry 2  2.5/s  eta 2s'
+    """
+
+    def __init__(self, stream: TextIO, width: int | None = None) -> None:
+        self._stream = stream
+        self._width = width
+
+    def __call__(self, progress: Progress) -> None:
+        line = self.format(progress)
+        end = "\n" if progress.finished else ""
+        self._stream.write(f"\r\x1b[2K{line}{end}")
+        self._stream.flush()
+
+    def format(self, p: Progress) -> str:
+        counts = f"ok {p.ok}  err {p.err}" + (f"  retry {p.retries}" if p.retries else "")
+        rate = f"{p.rate:,.1f}/s"
+        if p.total is None:
+            return f"{p.done} done  {counts}  {rate}  {p.elapsed:.1f}s"
+        eta = "" if p.eta is None or p.finished else f"  eta {p.eta:.0f}s"
+        tail = f"{p.done:>{len(str(p.total))}}/{p.total}  {counts}  {rate}{eta}"
+        width = self._width or _terminal_width(self._stream)
+        bar_width = max(10, width - len(tail) - 3)
+        filled = round(bar_width * p.done / p.total) if p.total else bar_width
+        return f"[{'#' * filled}{'.' * (bar_width - filled)}] {tail}"[: max(width, 20)]
+
+
+def _terminal_width(stream: TextIO) -> int:
+    try:
+        return os.get_terminal_size(stream.fileno()).columns - 1
+    except (OSError, ValueError, AttributeError):
+        return 79
+
+
+def make_progress(progress: Any, items: Any) -> _Counter | None:
+    """The progress display for ``progress=`` (False, True, "force" or a callable)."""
+    if progress is False or progress is None:
+        return None
+    total = len(items) if hasattr(items, "__len__") else None
+    if callable(progress):
+        return _Counter(total, progress, interval=0.0)
+    if progress is True or progress == "force":
+        stream = sys.stderr
+        if progress is True and not (hasattr(stream, "isatty") and stream.isatty()):
+            return None
+        return _Counter(total, ProgressBar(stream), interval=0.1)
+    raise TypeError(
+        f"progress={progress!r}: expected True (a bar on stderr when it is a terminal), "
+        "'force' (a bar even when it is not), False, or a callable taking poolkit.Progress"
+    )

@@ -1,0 +1,228 @@
+"""The outcome of one item (``Ok``/``Err``) and of a batch (``Results``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Literal, NoReturn, TypeAlias, TypeVar, overload
+
+if TYPE_CHECKING:
+    from ._summary import Summary
+
+__all__ = ["Err", "Ok", "Result", "Results"]
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+D = TypeVar("D")
+
+
+@dataclass(frozen=True, slots=True, match_args=False, repr=False)
+class Ok(Generic[T_co]):
+    """An item whose function returned ``value``.
+
+    Fields: ``value``, ``item`` (the input), ``index`` (its position in the input),
+    ``attempts`` (how many attempts ran) and ``elapsed`` (seconds from the first
+    attempt's start to the result, backoff included).
+
+    Example:
+        >>> r = Ok(4, item=2, index=0, attempts=1, elapsed=0.01)
+        >>> match r:
+        ...     case Ok(value):
+        ...         print(value)
+        4
+        >>> r.unwrap(), r.is_ok()
+        (4, True)
+    """
+
+    value: T_co
+    item: Any = None
+    index: int = 0
+    attempts: int = 1
+    elapsed: float = 0.0
+
+    __match_args__ = ("value",)
+
+    def is_ok(self) -> Literal[True]:
+        """True: this is an ``Ok``."""
+        return True
+
+    def is_err(self) -> Literal[False]:
+        """False: this is not an ``Err``."""
+        return False
+
+    def unwrap(self) -> T_co:
+        """Return the value."""
+        return self.value
+
+    def unwrap_or(self, default: object) -> T_co:
+        """Return the value (``default`` is used only by ``Err``)."""
+        return self.value
+
+    def __repr__(self) -> str:
+        return (
+            f"Ok({self.value!r}, item={self.item!r}, index={self.index}, "
+            f"attempts={self.attempts}, elapsed={self.elapsed:.6f})"
+        )
+
+
+@dataclass(frozen=True, slots=True, match_args=False, repr=False, eq=False)
+class Err:
+    """An item that failed with ``error`` (the exception instance).
+
+    Fields as for ``Ok``: ``item``, ``index``, ``attempts``, ``elapsed``. An item that
+    never started (cut short by a deadline, fail-fast or cancel) has ``attempts == 0``.
+
+    Example:
+        >>> r = Err(ValueError("bad"), item="x", index=3, attempts=2, elapsed=0.5)
+        >>> match r:
+        ...     case Err(error):
+        ...         print(type(error).__name__)
+        ValueError
+        >>> r.unwrap_or(None) is None
+        True
+    """
+
+    error: BaseException
+    item: Any = None
+    index: int = 0
+    attempts: int = 1
+    elapsed: float = 0.0
+
+    __match_args__ = ("error",)
+
+    def is_ok(self) -> Literal[False]:
+        """False: this is not an ``Ok``."""
+        return False
+
+    def is_err(self) -> Literal[True]:
+        """True: this is an ``Err``."""
+        return True
+
+    def unwrap(self) -> NoReturn:
+        """Raise the error."""
+        raise self.error
+
+    def unwrap_or(self, default: D) -> D:
+        """Return ``default``."""
+        return default
+
+    def __eq__(self, other: object) -> bool:
+        # Exceptions compare by identity; two Errs are equal when they failed the same way.
+        if not isinstance(other, Err):
+            return NotImplemented
+        return (
+            type(self.error) is type(other.error)
+            and self.error.args == other.error.args
+            and (self.item, self.index, self.attempts) == (other.item, other.index, other.attempts)
+        )
+
+    def __hash__(self) -> int:
+        return hash((type(self.error), self.index, self.attempts))
+
+    def __repr__(self) -> str:
+        return (
+            f"Err({self.error!r}, item={self.item!r}, index={self.index}, "
+            f"attempts={self.attempts}, elapsed={self.elapsed:.6f})"
+        )
+
+
+Result: TypeAlias = Ok[T] | Err
+"""The outcome of one item: ``Ok[T] | Err``."""
+
+
+class Results(Sequence[Ok[T] | Err]):
+    """The Results of a batch, one per item, in input order.
+
+    Example:
+        >>> import poolkit
+        >>> rs = poolkit.run_all(lambda x: 10 // x, [1, 0, 5], mode="serial")
+        >>> rs.values
+        [10, 2]
+        >>> [type(e.error).__name__ for e in rs.errs]
+        ['ZeroDivisionError']
+        >>> rs.all_ok
+        False
+    """
+
+    __slots__ = ("_items", "wall_time")
+
+    def __init__(self, results: Sequence[Ok[T] | Err] = (), *, wall_time: float = 0.0) -> None:
+        self._items: list[Ok[T] | Err] = list(results)
+        self.wall_time = wall_time
+        """Seconds from the start of the batch to its end."""
+
+    @overload
+    def __getitem__(self, index: int) -> Ok[T] | Err: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Ok[T] | Err]: ...
+    def __getitem__(self, index: int | slice) -> Ok[T] | Err | list[Ok[T] | Err]:
+        return self._items[index]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[Ok[T] | Err]:
+        return iter(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Results):
+            return self._items == other._items
+        if isinstance(other, list):
+            return self._items == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        oks = sum(1 for r in self._items if isinstance(r, Ok))
+        return f"<Results: {len(self._items)} items, {oks} ok, {len(self._items) - oks} err>"
+
+    @property
+    def oks(self) -> list[Ok[T]]:
+        """The ``Ok`` results, in input order."""
+        return [r for r in self._items if isinstance(r, Ok)]
+
+    @property
+    def errs(self) -> list[Err]:
+        """The ``Err`` results, in input order."""
+        return [r for r in self._items if isinstance(r, Err)]
+
+    @property
+    def values(self) -> list[T]:
+        """The values of the ``Ok`` results, in input order."""
+        return [r.value for r in self._items if isinstance(r, Ok)]
+
+    @property
+    def all_ok(self) -> bool:
+        """True when every item succeeded (and for an empty batch)."""
+        return all(isinstance(r, Ok) for r in self._items)
+
+    def raise_errors(self) -> None:
+        """Raise an ``ExceptionGroup`` of the errors when any item failed.
+
+        Example:
+            >>> Results([Ok(1)]).raise_errors() is None
+            True
+        """
+        errors = [r.error for r in self._items if isinstance(r, Err)]
+        if not errors:
+            return
+        exceptions = [e for e in errors if isinstance(e, Exception)]
+        message = f"{len(errors)} of {len(self._items)} items failed"
+        if len(exceptions) == len(errors):
+            raise ExceptionGroup(message, exceptions)
+        raise BaseExceptionGroup(message, errors)
+
+    def summary(self) -> Summary:
+        """Counts by outcome and error type, attempts, wall time, rate and latency.
+
+        ``str()`` of the summary is a readable table.
+
+        Example:
+            >>> s = Results([Ok(1, elapsed=0.1), Err(KeyError("k"), elapsed=0.3)]).summary()
+            >>> s.ok, s.err, s.errors_by_type
+            (1, 1, {'KeyError': 1})
+        """
+        from ._summary import Summary
+
+        return Summary.of(self._items, wall_time=self.wall_time)
