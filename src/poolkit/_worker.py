@@ -1,0 +1,137 @@
+"""The body of a process-mode worker (runs in the child process).
+
+Protocol (parent -> child, pickled tuples on the task pipe):
+    ("fn", key, blob)                   the cloudpickled function registered as ``key``
+    ("chunk", key, [(seq, item, n)...]) run these items with function ``key``
+    None                                finish and exit
+Child -> parent, on the result pipe:
+    ("results", [(seq, ok, payload)...], busy_seconds)
+    ("init_failed", error_package)
+
+Before each item the child writes its start time, then its ``seq``, into its slot of
+shared memory, so the parent knows which item was running if the child dies, and
+when it started (for timeouts). Results are sent when a chunk ends, or earlier when
+the last send is more than ``FLUSH_AFTER`` seconds old.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from multiprocessing.connection import Connection
+from queue import SimpleQueue
+from typing import Any
+
+from ._call import call
+from ._context import ATTEMPT
+from ._pickling import dumps, pack_error
+
+__all__ = ["FLUSH_AFTER", "worker_main"]
+
+FLUSH_AFTER = 0.005
+
+
+def worker_main(
+    tasks: Connection,
+    results: Connection,
+    slots: Any,
+    slot: int,
+    initializer: Callable[..., Any] | None,
+    initargs: Sequence[Any],
+) -> None:
+    """Run chunks until told to stop, or until the parent goes away."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C stops
+    inbox: SimpleQueue[Any] = SimpleQueue()
+    threading.Thread(target=_read, args=(tasks, inbox), daemon=True).start()
+    if initializer is not None:
+        try:
+            initializer(*initargs)
+        except BaseException as error:
+            results.send_bytes(dumps(("init_failed", pack_error(error))))
+            return
+    functions: dict[int, Callable[[Any], Any]] = {}
+    time_at = 2 * slot + 1
+    seq_at = 2 * slot
+    monotonic = time.monotonic
+    while True:
+        message = inbox.get()
+        if message is None:
+            return
+        if message[0] == "fn":
+            functions[message[1]] = _load_function(message[2])
+            continue
+        _, key, entries = message
+        fn = functions[key]
+        done: list[tuple[int, bool, Any]] = []
+        began = last_flush = monotonic()
+        for seq, item, number in entries:
+            slots[time_at] = monotonic()
+            slots[seq_at] = seq
+            ATTEMPT.set(number)
+            try:
+                done.append((seq, True, call(fn, item)))
+            except BaseException as error:
+                done.append((seq, False, pack_error(error)))
+            now = monotonic()
+            if now - last_flush > FLUSH_AFTER:
+                _send(results, done, now - began)
+                done = []
+                began = last_flush = now
+        if done:
+            _send(results, done, monotonic() - began)
+
+
+def _load_function(blob: bytes) -> Callable[[Any], Any]:
+    """The function, or one that raises why it could not be loaded in this process."""
+    try:
+        fn: Callable[[Any], Any] = pickle.loads(blob)
+        return fn
+    except Exception as error:
+        problem = RuntimeError(
+            "the worker process could not load the function: "
+            f"{type(error).__name__}: {error} (is its module importable in the worker?)"
+        )
+
+        def cannot_load(item: Any) -> Any:
+            raise problem
+
+        return cannot_load
+
+
+def _read(tasks: Connection, inbox: SimpleQueue[Any]) -> None:
+    """Move messages from the pipe to ``inbox``; exit the process when the parent is gone."""
+    try:
+        while True:
+            message = pickle.loads(tasks.recv_bytes())
+            inbox.put(message)
+            if message is None:
+                return
+    except (EOFError, OSError):
+        os._exit(0)  # the parent died or closed the pipe: nobody wants our results
+
+
+def _send(results: Connection, done: list[tuple[int, bool, Any]], busy: float) -> None:
+    try:
+        blob = dumps(("results", done, busy))
+    except Exception:
+        blob = dumps(("results", [_picklable(entry) for entry in done], busy))
+    results.send_bytes(blob)
+
+
+def _picklable(entry: tuple[int, bool, Any]) -> tuple[int, bool, Any]:
+    """The entry itself, or an error entry saying why its result cannot be pickled."""
+    seq, ok, payload = entry
+    try:
+        dumps(payload)
+        return entry
+    except Exception as error:
+        what = "result" if ok else "exception"
+        problem = pickle.PicklingError(
+            f"the item's {what} ({type(payload).__name__}) could not be pickled to send it "
+            f"back from the worker process: {type(error).__name__}: {error}"
+        )
+        return seq, False, pack_error(problem)
