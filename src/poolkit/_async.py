@@ -17,6 +17,7 @@ from typing import Any
 
 from ._backend import Backend
 from ._call import is_async_callable
+from ._context import ATTEMPT
 from ._task import Task
 from ._thread import ThreadBackend
 
@@ -74,7 +75,7 @@ class AsyncBackend(Backend):
             self._loop.call_soon_threadsafe(_cancel_all, handles)
 
     def started_at(self, task: Task) -> float | None:
-        return task.dispatched
+        return task.started
 
     def close(self) -> None:
         self._threads.close()
@@ -112,6 +113,7 @@ async def _run(task: Task, number: int) -> None:
     if not task.running:
         return
     task.started = time.monotonic()
+    ATTEMPT.set(number)
     try:
         value = task.fn(task.item)
         if inspect.isawaitable(value):

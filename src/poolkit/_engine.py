@@ -105,9 +105,7 @@ class Engine:
         self._timeout = policies.timeout
         self._fail_fast = policies.fail_fast
         self._cancel = policies.cancel
-        self._max_in_flight = policies.max_in_flight or max(
-            backend.default_in_flight, 2 * backend.capacity
-        )
+        self._max_in_flight = policies.max_in_flight or backend.default_in_flight
         self._now = clock.now
         now = self._now()
         self._deadline = policies.deadline
@@ -304,7 +302,6 @@ class Engine:
             self._stop(lambda: Cancelled("cancelled by fail_fast after another item failed"), now)
 
     def _finish(self, task: Task, result: Ok[Any] | Err) -> None:
-        task.fn = task.reply = None  # type: ignore[assignment]  # drop references early
         if not self._ordered:
             self.out.append(result)
             self._live -= 1
@@ -320,6 +317,8 @@ class Engine:
         """Cut the batch short: every unfinished item gets ``make_error()``."""
         self._stopped_by = make_error
         running = sorted(self._running, key=lambda t: t.index)
+        # An attempt still queued inside its backend never ran: it does not count.
+        never_ran = {t for t in running if self._backend.started_at(t) is None}
         for task in running:
             self._end_attempt(task)
         if running:
@@ -330,8 +329,9 @@ class Engine:
         self._waiting.clear()
         self._timers.clear()
         for task in pending:
-            elapsed = now - task.first_start if task.attempts else 0.0
-            self._finish(task, Err(make_error(), task.item, task.index, task.attempts, elapsed))
+            attempts = task.attempts - (task in never_ran)
+            elapsed = now - task.first_start if attempts else 0.0
+            self._finish(task, Err(make_error(), task.item, task.index, attempts, elapsed))
         for task in self._source.rest():
             self._live += 1
             self._finish(task, Err(make_error(), task.item, task.index, 0, 0.0))

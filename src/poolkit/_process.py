@@ -41,6 +41,7 @@ _TARGET_CHUNK_SECONDS = 0.01
 _MAX_CHUNK = 512
 _GRACE = 1.0  # seconds between terminate() and kill() of a worker being stopped
 _CHUNKS_AHEAD = 2  # chunks queued per worker, so it never waits for the parent
+_BOOT_FAILURES = 3  # workers dying in a row before saying anything: the pool is broken
 
 
 def default_start_method() -> str:
@@ -63,8 +64,8 @@ class _Entry:
 
 class _Worker:
     __slots__ = (
-        "budget", "chunks", "dying", "fn_keys", "pid", "process", "results", "slot", "tasks",
-        "terminated_at",
+        "budget", "chunks", "dying", "fn_keys", "pid", "process", "results", "slot", "spoke",
+        "tasks", "terminated_at",
     )
 
     def __init__(self, slot: int) -> None:
@@ -74,6 +75,7 @@ class _Worker:
         self.dying = False  # we are stopping it on purpose
         self.terminated_at = 0.0
         self.budget: int | None = None  # tasks it may still take (max_tasks_per_child)
+        self.spoke = False  # it has sent at least one message
         self.process: Any = None
         self.tasks: Any = None
         self.results: Any = None
@@ -109,7 +111,8 @@ class ProcessBackend(Backend):
                 f"start_method={method!r}: expected one of {multiprocessing.get_all_start_methods()}"
             )
         self.capacity = 1 << 30  # the engine's max_in_flight is the real bound
-        self.default_in_flight = 32 * workers
+        # Enough items in flight to batch small tasks into chunks worth sending.
+        self.default_in_flight = 64 * workers
         self._workers_wanted = workers
         self._context: BaseContext = multiprocessing.get_context(method)
         self._initializer = initializer
@@ -125,6 +128,7 @@ class ProcessBackend(Backend):
         self._functions: dict[int, tuple[Callable[[Any], Any], bytes | Exception]] = {}
         self._item_seconds: float | None = None
         self._broken: BaseException | None = None
+        self._boot_failures = 0  # workers in a row that died before sending anything
         self._closed = False
         self._wake_r, self._wake_w = self._context.Pipe(duplex=False)
         self._collector: threading.Thread | None = None
@@ -136,18 +140,23 @@ class ProcessBackend(Backend):
         with self._lock:
             if self._closed:
                 raise RuntimeError("this process runner is closed")
+            fn: Any = None
+            refused: BaseException | None = None
+            entries = self._entries
+            pending = self._pending
+            seq = self._seq
             for task in tasks:
-                fn_error = self._function(task.fn)[1]
-                if isinstance(fn_error, Exception):
-                    task.reply.put((task, task.attempts, False, _copy_error(fn_error)))
+                if task.fn is not fn:
+                    fn = task.fn
+                    blob = self._function(fn)[1]
+                    refused = blob if isinstance(blob, Exception) else self._broken
+                if refused is not None:
+                    task.reply.put((task, task.attempts, False, _copy_error(refused)))
                     continue
-                if self._broken is not None:
-                    task.reply.put((task, task.attempts, False, _copy_error(self._broken)))
-                    continue
-                entry = _Entry(next(self._seq), task, task.attempts)
+                entry = _Entry(next(seq), task, task.attempts)
                 task.ticket = entry
-                self._entries[entry.seq] = entry
-                self._pending.append(entry)
+                entries[entry.seq] = entry
+                pending.append(entry)
             self._ensure_workers()
             self._dispatch()
 
@@ -189,6 +198,9 @@ class ProcessBackend(Backend):
             self._closed = True
             workers = [w for w in self._workers if w is not None]
         for worker in workers:
+            if worker.dying or any(self._entries.get(e.seq) is e for c in worker.chunks for e in c):
+                worker.process.terminate()  # busy with work nobody waits for any more
+                continue
             try:
                 worker.tasks.send_bytes(dumps(None))
             except OSError:
@@ -410,6 +422,8 @@ class ProcessBackend(Backend):
             self._broken = broken
             self._fail_everything(broken)
             return
+        worker.spoke = True
+        self._boot_failures = 0
         _, done, busy = message
         if done:
             per_item = busy / len(done)
@@ -465,6 +479,16 @@ class ProcessBackend(Backend):
         self._pending.extendleft(reversed(retry))
         _close_pipes(worker)
         self._workers[worker.slot] = None
+        if not worker.spoke and not worker.dying:
+            self._boot_failures += 1
+            if self._boot_failures >= _BOOT_FAILURES and self._broken is None:
+                self._broken = PoolkitError(
+                    f"worker processes die at start-up ({_BOOT_FAILURES} in a row, last exit "
+                    f"code {exitcode}); in a script, start process mode under "
+                    "`if __name__ == '__main__':`, and check that the function's module "
+                    "imports cleanly in a fresh interpreter"
+                )
+                self._fail_everything(self._broken)
 
     def _fail_chunk(self, worker: _Worker, error: Exception) -> None:
         for chunk in worker.chunks:

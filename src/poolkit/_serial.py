@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from ._backend import Backend
 from ._call import call
+from ._context import ATTEMPT
 from ._task import Task
 
 __all__ = ["SerialBackend"]
@@ -27,6 +28,7 @@ class SerialBackend(Backend):
         for task in tasks:
             number = task.attempts
             task.started = time.monotonic()
+            ATTEMPT.set(number)
             try:
                 message = (task, number, True, call(task.fn, task.item))
             except (KeyboardInterrupt, SystemExit):

@@ -15,6 +15,7 @@ from queue import SimpleQueue
 
 from ._backend import Backend
 from ._call import call
+from ._context import ATTEMPT
 from ._task import Task
 
 __all__ = ["ThreadBackend"]
@@ -58,11 +59,15 @@ class ThreadBackend(Backend):
                     self._spawn()
             # A task still in the queue is skipped by the thread that takes it.
 
+    def started_at(self, task: Task) -> float | None:
+        return task.started
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
             healthy = [t for t, slot in self._threads.items() if not slot.abandoned]
-        for _ in healthy:
+            count = len(self._threads)
+        for _ in range(count):
             self._work.put(None)
         for thread in healthy:
             if thread is not threading.current_thread():
@@ -85,6 +90,7 @@ class ThreadBackend(Backend):
     def _work_loop(self, slot: _Slot) -> None:
         get = self._work.get
         monotonic = time.monotonic
+        set_attempt = ATTEMPT.set
         try:
             while not slot.abandoned:
                 task = get()
@@ -95,10 +101,12 @@ class ThreadBackend(Backend):
                 if not task.running:  # given up while queued
                     continue
                 task.started = monotonic()
+                set_attempt(number)
                 try:
                     message = (task, number, True, call(task.fn, task.item))
                 except BaseException as error:  # handed to the engine, which decides
                     message = (task, number, False, error)
+                task.ticket = None  # done: a later stop() must not abandon this thread
                 task.reply.put(message)
                 del task, message
         finally:

@@ -27,6 +27,7 @@ from queue import SimpleQueue
 from typing import Any
 
 from ._call import call
+from . import _context
 from ._context import ATTEMPT
 from ._pickling import dumps, pack_error
 
@@ -45,6 +46,7 @@ def worker_main(
 ) -> None:
     """Run chunks until told to stop, or until the parent goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C stops
+    _context.IN_WORKER_PROCESS = True
     inbox: SimpleQueue[Any] = SimpleQueue()
     threading.Thread(target=_read, args=(tasks, inbox), daemon=True).start()
     if initializer is not None:
@@ -54,35 +56,79 @@ def worker_main(
             results.send_bytes(dumps(("init_failed", pack_error(error))))
             return
     functions: dict[int, Callable[[Any], Any]] = {}
+    outbox = _Outbox(results)
     time_at = 2 * slot + 1
     seq_at = 2 * slot
     monotonic = time.monotonic
+    add = outbox.add
     while True:
         message = inbox.get()
         if message is None:
+            outbox.flush()
             return
         if message[0] == "fn":
             functions[message[1]] = _load_function(message[2])
             continue
         _, key, entries = message
         fn = functions[key]
-        done: list[tuple[int, bool, Any]] = []
-        began = last_flush = monotonic()
         for seq, item, number in entries:
-            slots[time_at] = monotonic()
+            began = monotonic()
+            slots[time_at] = began
             slots[seq_at] = seq
             ATTEMPT.set(number)
             try:
-                done.append((seq, True, call(fn, item)))
+                entry = (seq, True, call(fn, item))
             except BaseException as error:
-                done.append((seq, False, pack_error(error)))
-            now = monotonic()
-            if now - last_flush > FLUSH_AFTER:
-                _send(results, done, now - began)
-                done = []
-                began = last_flush = now
-        if done:
-            _send(results, done, monotonic() - began)
+                entry = (seq, False, pack_error(error))
+            add(entry, monotonic() - began)
+        outbox.flush()
+
+
+class _Outbox:
+    """Finished results on their way to the parent.
+
+    The main loop flushes at the end of each chunk. A poller thread, awake only while
+    work flows, sends every FLUSH_AFTER seconds whatever is waiting, so a fast item's
+    result never waits for a slow neighbour in its chunk.
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._lock = threading.Lock()
+        self._entries: list[tuple[int, bool, Any]] = []
+        self._busy = 0.0
+        self._added = 0
+        self._asleep = True
+        self._wake = threading.Event()
+        threading.Thread(target=self._poll, daemon=True).start()
+
+    def add(self, entry: tuple[int, bool, Any], busy: float) -> None:
+        with self._lock:
+            self._entries.append(entry)
+            self._busy += busy
+            self._added += 1
+        if self._asleep:
+            self._asleep = False
+            self._wake.set()
+
+    def flush(self) -> None:
+        with self._lock:
+            entries, self._entries = self._entries, []
+            busy, self._busy = self._busy, 0.0
+            if entries:
+                _send(self._connection, entries, busy)
+
+    def _poll(self) -> None:
+        seen = 0
+        while True:
+            time.sleep(FLUSH_AFTER)
+            self.flush()
+            if self._added == seen:  # nothing happened for a whole period: sleep
+                self._asleep = True
+                self._wake.clear()
+                if self._added == seen:
+                    self._wake.wait()
+            seen = self._added
 
 
 def _load_function(blob: bytes) -> Callable[[Any], Any]:

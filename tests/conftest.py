@@ -1,0 +1,95 @@
+"""Shared test set-up: a stable hypothesis profile, warm runners, and leak checks."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+import poolkit
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    print_blob=True,
+)
+settings.register_profile("dev", max_examples=100, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+LOCAL_MODES = ("serial", "thread", "process", "async")
+
+
+def wait_until(predicate: object, timeout: float = 10.0) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` passes (for cleanup checks only)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.01)
+    return bool(predicate())  # type: ignore[operator]
+
+
+def live_children() -> list[int]:
+    """Pids of this process's running children (from /proc), multiprocessing's helpers aside."""
+    me = str(os.getpid())
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        state, parent = fields[0], fields[1]
+        if parent != me or state in ("Z", "X"):
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                command = handle.read()
+        except OSError:
+            continue
+        # multiprocessing's forkserver and resource tracker live as long as the test run
+        if b"forkserver" not in command and b"resource_tracker" not in command:
+            found.append(int(entry))
+    return found
+
+
+def poolkit_threads() -> list[threading.Thread]:
+    """poolkit's threads still alive, except ones stuck in an abandoned call."""
+    return [t for t in threading.enumerate() if t.name.startswith("poolkit-") and t.is_alive()]
+
+
+def _poolkit_workers() -> set[int]:
+    return {p.pid for p in multiprocessing.active_children() if p.name.startswith("poolkit-") and p.pid}
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_workers(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After every test: no poolkit worker process that the test started is left running."""
+    before = _poolkit_workers()
+    yield
+    if {"process_runner", "runners"} & set(request.fixturenames):
+        return
+    assert wait_until(lambda: not (_poolkit_workers() - before)), "a poolkit worker outlived its test"
+
+
+@pytest.fixture(scope="session")
+def process_runner() -> Iterator[poolkit.Runner]:
+    """One warm process pool for the tests that do not test pool life itself."""
+    with poolkit.runner("process", workers=2) as runner:
+        yield runner
+
+
+@pytest.fixture(params=LOCAL_MODES)
+def mode(request: pytest.FixtureRequest) -> str:
+    """Each local mode in turn."""
+    return str(request.param)

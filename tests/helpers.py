@@ -1,0 +1,50 @@
+"""Module-level task functions (picklable by reference for process mode)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+
+class Boom(Exception):
+    """An error raised by test functions."""
+
+
+def double_or_raise(x: int) -> int:
+    """2x, or Boom for multiples of 7."""
+    if x % 7 == 0:
+        raise Boom(f"boom {x}")
+    return 2 * x
+
+
+def identity(x: Any) -> Any:
+    """Return the item."""
+    return x
+
+
+def nap(seconds: float) -> float:
+    """Sleep, then return the seconds slept."""
+    time.sleep(seconds)
+    return seconds
+
+
+def record_thread(_: Any) -> str:
+    """The name of the thread running the call."""
+    return threading.current_thread().name
+
+
+def pid(_: Any) -> int:
+    """The pid of the process running the call."""
+    return os.getpid()
+
+
+async def async_double(x: int) -> int:
+    """2x, asynchronously."""
+    import asyncio
+
+    await asyncio.sleep(0)
+    if x % 7 == 0:
+        raise Boom(f"boom {x}")
+    return 2 * x
