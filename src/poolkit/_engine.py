@@ -166,10 +166,11 @@ class Engine:
             if message is None:
                 continue
             if type(message) is list:
-                for inner in message:
-                    self._complete(*inner, now)
+                for task, number, ok, payload in message:
+                    self._complete(task, number, ok, payload, now)
             else:
-                self._complete(*message, now)
+                task, number, ok, payload = message
+                self._complete(task, number, ok, payload, now)
 
     def abort(self) -> None:
         """Stop everything at once (the consumer left, or the caller was interrupted)."""

@@ -53,7 +53,8 @@ class PoolRunner(BackendRunner):
             return ProcessBackend(workers, **options)
         from ._dask import DaskBackend
 
-        return DaskBackend(workers, **options)
+        backend: Backend = DaskBackend(workers, **options)
+        return backend
 
     def _backend_for(self, policies: Policies) -> Backend:
         # Serial mode runs calls inline, where nothing can interrupt them; when a limit
@@ -69,7 +70,12 @@ class PoolRunner(BackendRunner):
 
                     self._helper = ThreadBackend(1, name="poolkit-serial-helper")
                 return self._helper
-        return self._get_backend()
+        backend = self._get_backend()
+        if self.mode == "dask":
+            # Dask cannot tell when a task inside a chunk starts: with a timeout, send
+            # items one per task so each attempt's clock starts when it is submitted.
+            backend.single_items = policies.timeout is not None  # type: ignore[attr-defined]
+        return backend
 
     def _close_backends(self) -> None:
         helper, self._helper = self._helper, None

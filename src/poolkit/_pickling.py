@@ -49,9 +49,11 @@ def pack_error(error: BaseException) -> ErrorPackage:
     name = f"{kind.__module__}.{kind.__qualname__}" if kind.__module__ != "builtins" else kind.__qualname__
     error.__traceback__ = None
     error.__context__ = error.__cause__ = None
+    blob: bytes | None
     try:
-        blob: bytes | None = dumps(error)
-        pickle.loads(blob)  # constructors that cannot be re-run fail here, not in the parent
+        packed = dumps(error)
+        pickle.loads(packed)  # constructors that cannot be re-run fail here, not in the parent
+        blob = packed
     except Exception:
         blob = None
     return blob, name, str(error), text

@@ -332,6 +332,11 @@ class ProcessBackend(Backend):
         worker.chunks.append(chunk)
         if worker.budget is not None:
             worker.budget -= len(chunk)
+            if worker.budget <= 0:  # max_tasks_per_child reached: it retires after this chunk
+                try:
+                    worker.tasks.send_bytes(dumps(None))
+                except OSError:
+                    pass
 
     def _pack(self, key: int, chunk: list[_Entry]) -> bytes:
         """The chunk message; items that cannot be pickled are failed and left out."""
@@ -459,6 +464,8 @@ class ProcessBackend(Backend):
         worker.process.join(1.0)
         exitcode = worker.process.exitcode
         running = self._slots[2 * worker.slot]
+        if running != 0:
+            self._boot_failures = 0
         live = [e for chunk in worker.chunks for e in chunk if self._entries.get(e.seq) is e]
         if not worker.dying and live and all(e.seq != running for e in live):
             # It died before starting any of its items (at start-up, or in a C extension
@@ -479,7 +486,7 @@ class ProcessBackend(Backend):
         self._pending.extendleft(reversed(retry))
         _close_pipes(worker)
         self._workers[worker.slot] = None
-        if not worker.spoke and not worker.dying:
+        if running == 0 and not worker.spoke and not worker.dying:  # never began an item
             self._boot_failures += 1
             if self._boot_failures >= _BOOT_FAILURES and self._broken is None:
                 self._broken = PoolkitError(

@@ -106,4 +106,4 @@ def check_policies(
 def check_hook(name: str, hook: object) -> Callable[..., Any] | None:
     if hook is not None and not callable(hook):
         raise TypeError(f"{name}={hook!r}: expected a callable or None")
-    return hook  # type: ignore[return-value]
+    return hook

@@ -35,34 +35,40 @@ def fault_plans(
 
     if not 0.0 <= fault_probability <= 1.0:
         raise ValueError(f"fault_probability={fault_probability}: expected a number in [0, 1]")
-    makers = {
-        "transient": lambda: Raise(TransientError("transient fault")),
-        "fatal": lambda: Raise(FatalError("fatal fault")),
-        "hang": lambda: Hang(hang_seconds),
-        "crash": lambda: Crash(13),
+    faults: dict[str, Outcome] = {
+        "transient": Raise(TransientError("transient fault")),
+        "fatal": Raise(FatalError("fatal fault")),
+        "hang": Hang(hang_seconds),
+        "crash": Crash(13),
     }
-    unknown = set(kinds) - set(makers)
+    unknown = set(kinds) - set(faults)
     if unknown:
-        raise ValueError(f"unknown fault kinds {sorted(unknown)}; expected some of {sorted(makers)}")
+        raise ValueError(f"unknown fault kinds {sorted(unknown)}; expected some of {sorted(faults)}")
+    if not keys:
+        return st.just({})
     scale = 1000
     threshold = round(fault_probability * scale)
-    fault = st.sampled_from(list(kinds)).map(lambda kind: makers[kind]())
+    fault = st.sampled_from([faults[kind] for kind in kinds])
+    ok: Any = st.just(Return())
 
-    def outcome_or_stop(roll: int) -> Any:
-        return fault if roll < threshold else st.just(Return())
+    def attempt_from(roll: int) -> Any:
+        return fault if roll < threshold else ok
 
-    attempt = st.integers(0, scale - 1).flatmap(outcome_or_stop)
+    attempt = st.integers(0, scale - 1).flatmap(attempt_from)
+    script = st.lists(attempt, min_size=1, max_size=max_attempts).map(_until_first_return)
+    plans = st.dictionaries(st.sampled_from(list(keys)), script, max_size=len(keys))
+    return plans.map(_without_empty_scripts)
 
-    def trim(script: list[Outcome]) -> tuple[Outcome, ...]:
-        for position, outcome in enumerate(script):
-            if isinstance(outcome, Return):
-                return tuple(script[:position])
-        return tuple(script)
 
-    script = st.lists(attempt, min_size=1, max_size=max_attempts).map(trim)
-    return st.dictionaries(st.sampled_from(list(keys)), script, max_size=len(keys)).map(
-        lambda plan: {k: v for k, v in plan.items() if v}
-    ) if keys else st.just({})
+def _until_first_return(script: list[Outcome]) -> tuple[Outcome, ...]:
+    for position, outcome in enumerate(script):
+        if isinstance(outcome, Return):
+            return tuple(script[:position])
+    return tuple(script)
+
+
+def _without_empty_scripts(plan: dict[Hashable, tuple[Outcome, ...]]) -> dict[Hashable, tuple[Outcome, ...]]:
+    return {key: script for key, script in plan.items() if script}
 
 
 def items(kind: str = "hashable", *, max_size: int = 50) -> Any:

@@ -1,0 +1,210 @@
+"""Dask mode: items run as tasks on a Dask distributed cluster.
+
+Small items travel in chunks (one Dask task per chunk, one Result per item inside).
+A running Dask task cannot be interrupted, so a timeout or a stop abandons it
+(``TaskTimeout.stopped`` is False) and cancels what has not started. When a worker
+dies under a chunk (``KilledWorker``), its items are sent again one per task, so the
+death is charged to the one item that causes it: ``WorkerCrashed``.
+
+With no ``client`` or ``address``, a ``LocalCluster`` of ``workers`` processes is
+started and closed with the runner; it is configured with ``allowed-failures: 0`` so
+a crashing item is reported at once instead of killing three more workers first.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ._backend import Backend
+from ._call import call
+from ._context import ATTEMPT
+from ._errors import WorkerCrashed
+from ._pickling import pack_error, unpack_error
+from ._task import Task
+
+__all__ = ["DaskBackend", "require_dask"]
+
+_TARGET_CHUNK = 64
+
+
+def require_dask() -> None:
+    """Raise a helpful ImportError when the dask extra is missing."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError as error:
+        raise ImportError(
+            "mode='dask' needs Dask distributed: pip install 'poolkit[dask]'"
+        ) from error
+
+
+def run_chunk(fn: Callable[[Any], Any], entries: list[tuple[int, Any, int]]) -> list[Any]:
+    """Runs on a Dask worker: one (seq, ok, value or packed error) per item."""
+    done: list[Any] = []
+    for seq, item, number in entries:
+        ATTEMPT.set(number)
+        try:
+            done.append((seq, True, call(fn, item)))
+        except BaseException as error:
+            done.append((seq, False, pack_error(error)))
+    return done
+
+
+class DaskBackend(Backend):
+    """Runs attempts as Dask tasks; see the module docstring."""
+
+    def __init__(
+        self,
+        workers: int,
+        *,
+        client: Any = None,
+        address: str | None = None,
+        chunksize: int | None = None,
+    ) -> None:
+        require_dask()
+        import dask
+        import distributed
+
+        if client is not None and address is not None:
+            raise ValueError("give dask mode a client= or an address=, not both")
+        self._cluster: Any = None
+        self._owns_client = client is None
+        if client is None and address is None:
+            with dask.config.set({
+                "distributed.scheduler.allowed-failures": 0,
+                "distributed.scheduler.worker-saturation": float("inf"),
+            }):
+                self._cluster = distributed.LocalCluster(  # type: ignore[no-untyped-call]
+                    n_workers=workers, threads_per_worker=1, processes=True,
+                    dashboard_address=None, silence_logs=50,
+                )
+            client = distributed.Client(self._cluster)  # type: ignore[no-untyped-call]
+        elif client is None:
+            client = distributed.Client(address)  # type: ignore[no-untyped-call]
+        self._client = client
+        self._killed_worker = distributed.scheduler.KilledWorker
+        self.workers = workers
+        self.capacity = 1 << 30
+        self.default_in_flight = 64 * workers
+        self._chunksize = chunksize
+        self.single_items = False  # set while a timeout is in force: starts must be exact
+        self._lock = threading.Lock()
+        self._seq = itertools.count(1)
+        self._live: dict[Any, Any] = {}  # dask future key -> future
+        self._queued: deque[Task] = deque()
+        self._room = 2 * workers  # Dask tasks in flight: enough to keep every worker fed
+        self._kills: dict[int, int] = {}  # id(task) -> times killed while running alone
+        # Our own cluster reports a death at once; a user's retries it (3 times by default).
+        self._strikes = 3 if self._cluster is not None else 1
+
+    def start(self, tasks: Sequence[Task]) -> None:
+        with self._lock:
+            self._queued.extend(tasks)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Send queued items as chunks while the cluster has room for more tasks."""
+        while True:
+            with self._lock:
+                queued = self._queued
+                if not queued or len(self._live) >= self._room:
+                    return
+                free = self._room - len(self._live)
+                size = 1 if self.single_items else self._chunk_size(-(-len(queued) // free))
+                chunk = [queued.popleft()]
+                while queued and len(chunk) < size and queued[0].fn is chunk[0].fn:
+                    chunk.append(queued.popleft())
+                chunk = [t for t in chunk if t.running]
+            if chunk:
+                self._submit(chunk)
+
+    def _chunk_size(self, count: int) -> int:
+        if self._chunksize is not None:
+            return self._chunksize
+        return max(1, min(_TARGET_CHUNK, count))
+
+    def _submit(self, chunk: list[Task]) -> None:
+        entries = [(next(self._seq), task, task.attempts) for task in chunk]
+        try:
+            future = self._client.submit(
+                run_chunk, chunk[0].fn, [(seq, task.item, n) for seq, task, n in entries],
+                pure=False,
+            )
+        except Exception as error:
+            for _, task, number in entries:
+                task.reply.put((task, number, False, error))
+            return
+        for _, task, _ in entries:
+            task.ticket = future
+        with self._lock:
+            self._live[future.key] = future
+        future.add_done_callback(lambda f: self._finished(f, entries))
+
+    def _finished(self, future: Any, entries: list[tuple[int, Task, int]]) -> None:
+        with self._lock:
+            self._live.pop(future.key, None)
+        try:
+            self._deliver(future, entries)
+        finally:
+            self._dispatch()
+
+    def _deliver(self, future: Any, entries: list[tuple[int, Task, int]]) -> None:
+        if future.cancelled():
+            return
+        try:
+            done = future.result()
+        except self._killed_worker as error:
+            # Every task queued on a dead worker is reported killed, not only the one that
+            # killed it: send each item alone, and blame an item only after it was killed
+            # ``_strikes`` times running alone.
+            for _, task, number in entries:
+                if not (task.running and task.attempts == number):
+                    continue
+                strikes = self._kills.get(id(task), 0) + (len(entries) == 1)
+                if strikes >= self._strikes:
+                    self._kills.pop(id(task), None)
+                    crash = WorkerCrashed(exitcode=None, pid=None, detail=f"Dask reports {error}")
+                    task.reply.put((task, number, False, crash))
+                else:
+                    self._kills[id(task)] = strikes
+                    self._submit([task])
+            return
+        except BaseException as error:  # the cluster failed the task itself
+            for _, task, number in entries:
+                task.reply.put((task, number, False, error))
+            return
+        by_seq = {seq: (task, number) for seq, task, number in entries}
+        replies: dict[int, tuple[Any, list[Any]]] = {}
+        for seq, ok, payload in done:
+            task, number = by_seq[seq]
+            self._kills.pop(id(task), None)
+            value = payload if ok else unpack_error(payload)
+            group = replies.setdefault(id(task.reply), (task.reply, []))
+            group[1].append((task, number, ok, value))
+        for reply, messages in replies.values():
+            reply.put(messages)
+
+    def stop(self, tasks: Sequence[Task]) -> None:
+        futures = {id(t.ticket): t.ticket for t in tasks if t.ticket is not None}
+        for future in futures.values():
+            try:
+                future.cancel()
+            except Exception:
+                pass
+
+    def close(self) -> None:
+        with self._lock:
+            live = list(self._live.values())
+            self._live.clear()
+        if live:
+            try:
+                self._client.cancel(live)
+            except Exception:
+                pass
+        if self._owns_client:
+            self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()

@@ -1,0 +1,72 @@
+"""Ctrl-C: a real SIGINT to a process running run_all propagates promptly, leaving nothing."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from .conftest import wait_until
+
+SCRIPT = textwrap.dedent("""
+    import os, sys, time, poolkit
+
+    def nap(x):
+        sys.stdout.write(f"pid {os.getpid()}\\n")
+        sys.stdout.flush()
+        time.sleep(30)
+
+    def flaky(x):
+        sys.stdout.write(f"pid {os.getpid()}\\n")
+        sys.stdout.flush()
+        raise ConnectionError("try later")
+
+    if __name__ == "__main__":
+        mode, case = sys.argv[1], sys.argv[2]
+        try:
+            if case == "hung":
+                poolkit.run_all(nap, range(4), mode=mode, workers=2)
+            else:
+                poolkit.run_all(flaky, range(2), mode=mode, workers=2,
+                                retry=poolkit.Retry(attempts=2, backoff=30))
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            raise
+""")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("case", ["hung", "backoff"])
+@pytest.mark.parametrize("mode", ["serial", "thread", "async", "process"])
+def test_sigint_propagates_promptly(mode: str, case: str) -> None:
+    """KeyboardInterrupt leaves run_all within a second; the interpreter exits; no child lives on."""
+    with subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, mode, case],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as child:
+        assert child.stdout is not None and child.stderr is not None
+        pids = {int(child.stdout.readline().split()[1])}
+        if mode != "serial" and case == "hung":
+            pids.add(int(child.stdout.readline().split()[1]))
+        if case == "backoff":
+            time.sleep(0.2)  # not synchronisation: lets the failed attempt enter its backoff
+        sent = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=20)
+        took = time.monotonic() - sent
+    assert "interrupted" in out, err
+    assert "KeyboardInterrupt" in err
+    assert child.returncode != 0
+    assert took < 2.0, f"exit took {took:.2f} s"  # under a second to raise, plus exit
+    assert wait_until(lambda: not any(_alive(p) for p in pids - {child.pid}), timeout=5)
