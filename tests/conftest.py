@@ -69,7 +69,9 @@ def poolkit_threads() -> list[threading.Thread]:
 
 
 def _poolkit_workers() -> set[int]:
-    return {p.pid for p in multiprocessing.active_children() if p.name.startswith("poolkit-") and p.pid}
+    return {
+        p.pid for p in multiprocessing.active_children() if p.name.startswith("poolkit-") and p.pid
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -79,7 +81,9 @@ def _no_leftover_workers(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if {"process_runner", "runners"} & set(request.fixturenames):
         return
-    assert wait_until(lambda: not (_poolkit_workers() - before)), "a poolkit worker outlived its test"
+    assert wait_until(lambda: not (_poolkit_workers() - before)), (
+        "a poolkit worker outlived its test"
+    )
 
 
 @pytest.fixture(scope="session")

@@ -29,9 +29,11 @@ def test_the_classic_futures_lesson(mode: str) -> None:
         assert all(f.done() for f in futures)
         results = [f.result() for f in futures]
     assert [r.unwrap_or(None) for r in results] == [2, 4, 6, 8, 10, 12, None, 16]
-    assert isinstance(results[6], Err) and isinstance(results[6].error, Boom)
+    assert isinstance(results[6], Err)
+    assert isinstance(results[6].error, Boom)
     done, not_done = cf.wait(futures, timeout=1)
-    assert len(done) == 8 and not not_done
+    assert len(done) == 8
+    assert not not_done
     assert sorted(seen) == list(range(8))
 
 
@@ -49,7 +51,8 @@ def test_runner_policies_apply_to_submit() -> None:
     """Policies given to poolkit.runner apply to submit."""
     with poolkit.runner("thread", workers=2, timeout=0.2) as runner:
         result = runner.submit(nap, 5).result(timeout=5)
-    assert isinstance(result, Err) and isinstance(result.error, poolkit.TaskTimeout)
+    assert isinstance(result, Err)
+    assert isinstance(result.error, poolkit.TaskTimeout)
 
 
 def test_close_waits_for_submitted_work(mode: str) -> None:

@@ -50,12 +50,15 @@ def _alive(pid: int) -> bool:
 @pytest.mark.parametrize("case", ["hung", "backoff"])
 @pytest.mark.parametrize("mode", ["serial", "thread", "async", "process"])
 def test_sigint_propagates_promptly(mode: str, case: str) -> None:
-    """KeyboardInterrupt leaves run_all within a second; the interpreter exits; no child lives on."""
+    """KeyboardInterrupt leaves run_all within a second, the interpreter exits, no child lives."""
     with subprocess.Popen(
         [sys.executable, "-c", SCRIPT, mode, case],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     ) as child:
-        assert child.stdout is not None and child.stderr is not None
+        assert child.stdout is not None
+        assert child.stderr is not None
         pids = {int(child.stdout.readline().split()[1])}
         if mode != "serial" and case == "hung":
             pids.add(int(child.stdout.readline().split()[1]))

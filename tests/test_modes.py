@@ -21,8 +21,12 @@ from .helpers import Boom, async_double, double_or_raise, identity, nap
 
 def _shape(results: poolkit.Results[Any]) -> list[tuple[int, Any, str | None, Any]]:
     return [
-        (r.index, r.item, None if isinstance(r, Ok) else type(r.error).__name__,
-         r.value if isinstance(r, Ok) else r.error.args)
+        (
+            r.index,
+            r.item,
+            None if isinstance(r, Ok) else type(r.error).__name__,
+            r.value if isinstance(r, Ok) else r.error.args,
+        )
         for r in results
     ]
 
@@ -30,8 +34,12 @@ def _shape(results: poolkit.Results[Any]) -> list[tuple[int, Any, str | None, An
 @pytest.fixture(scope="module")
 def runners() -> Any:
     """One warm runner per local mode, shared by the examples of the property test."""
-    with poolkit.runner("serial") as serial, poolkit.runner("thread", workers=4) as thread, \
-            poolkit.runner("process", workers=2) as process, poolkit.runner("async", workers=8) as aio:
+    with (
+        poolkit.runner("serial") as serial,
+        poolkit.runner("thread", workers=4) as thread,
+        poolkit.runner("process", workers=2) as process,
+        poolkit.runner("async", workers=8) as aio,
+    ):
         yield {"serial": serial, "thread": thread, "process": process, "async": aio}
 
 
@@ -74,7 +82,9 @@ def test_generator_is_consumed_lazily(mode: str) -> None:
     if mode == "process":
         # calls cannot share an Event across processes: check after the first result
         # that no more than max_in_flight plus the finished ones were taken
-        with poolkit.stream(nap, (0.2 for _ in items()), mode=mode, workers=2, max_in_flight=5) as rs:
+        with poolkit.stream(
+            nap, (0.2 for _ in items()), mode=mode, workers=2, max_in_flight=5
+        ) as rs:
             next(rs)
             assert len(taken) <= 5 + 2
         return
@@ -88,8 +98,9 @@ def test_generator_is_consumed_lazily(mode: str) -> None:
     expected = 1 if mode == "serial" else 5
     done: list[int] = []
     consumer = threading.Thread(
-        target=lambda: done.append(len(poolkit.run_all(
-            blocked, items(), mode=mode, workers=workers, max_in_flight=5)))
+        target=lambda: done.append(
+            len(poolkit.run_all(blocked, items(), mode=mode, workers=workers, max_in_flight=5))
+        )
     )
     consumer.start()
     assert wait_until(lambda: len(taken) >= expected)
@@ -136,7 +147,8 @@ def test_other_base_exceptions_become_err(mode: str) -> None:
         return x
 
     results = poolkit.run_all(odd, [0, 1, 2], mode="serial" if mode == "process" else mode)
-    assert isinstance(results[1], Err) and type(results[1].error).__name__ == "Odd"
+    assert isinstance(results[1], Err)
+    assert type(results[1].error).__name__ == "Odd"
     assert results.values == [0, 2]
 
 
@@ -189,7 +201,8 @@ def test_runner_keeps_pool_warm_and_reuses_processes() -> None:
     with poolkit.runner("process", workers=2) as runner:
         first = set(runner.run_all(pid, range(50)).values)
         second = set(runner.run_all(pid, range(50)).values)
-    assert first and first == second
+    assert first
+    assert first == second
 
 
 def test_closed_runner_refuses_work(mode: str) -> None:

@@ -32,8 +32,12 @@ NO_WAIT = poolkit.Retry(attempts=3, on=(TransientError, poolkit.TaskTimeout), ba
 @pytest.fixture(scope="module")
 def runners() -> Any:
     """Warm runners per mode for the property tests."""
-    with poolkit.runner("serial") as serial, poolkit.runner("thread", workers=4) as thread, \
-            poolkit.runner("process", workers=2) as process, poolkit.runner("async", workers=4) as aio:
+    with (
+        poolkit.runner("serial") as serial,
+        poolkit.runner("thread", workers=4) as thread,
+        poolkit.runner("process", workers=2) as process,
+        poolkit.runner("async", workers=4) as aio,
+    ):
         yield {"serial": serial, "thread": thread, "process": process, "async": aio}
 
 
@@ -66,7 +70,8 @@ def test_retry_counts_attempts_and_elapsed(mode: str) -> None:
     retry = poolkit.Retry(attempts=3, on=TransientError, backoff=0.1)
     results = poolkit.run_all(faulty(identity, plan), [0, 1], mode=mode, workers=2, retry=retry)
     assert results[0] == Ok(0, item=0, index=0, attempts=1, elapsed=results[0].elapsed)
-    assert results[1].attempts == 3 and results[1].is_ok()
+    assert results[1].attempts == 3
+    assert results[1].is_ok()
     assert results[1].elapsed >= 0.2
 
 
@@ -75,7 +80,9 @@ def test_not_retried_when_on_does_not_match(mode: str) -> None:
     plan = {0: [Raise(FatalError("no"))]}
     retry = poolkit.Retry(attempts=5, on=TransientError, backoff=0)
     [result] = poolkit.run_all(faulty(identity, plan), [0], mode=mode, retry=retry)
-    assert isinstance(result, Err) and isinstance(result.error, FatalError) and result.attempts == 1
+    assert isinstance(result, Err)
+    assert isinstance(result.error, FatalError)
+    assert result.attempts == 1
 
 
 def test_retry_predicate_and_predicate_that_raises() -> None:
@@ -88,7 +95,8 @@ def test_retry_predicate_and_predicate_that_raises() -> None:
         raise LookupError("predicate broke")
 
     [result] = poolkit.run_all(faulty(identity, plan), [0], retry=poolkit.Retry(2, on=broken))
-    assert isinstance(result, Err) and isinstance(result.error, LookupError)
+    assert isinstance(result, Err)
+    assert isinstance(result.error, LookupError)
     assert isinstance(result.error.__context__, TransientError)
 
 
@@ -119,7 +127,11 @@ def test_waiting_retries_do_not_hold_workers() -> None:
     retry = poolkit.Retry(attempts=2, on=TransientError, backoff=1.0)
     order: list[Any] = []
     results = poolkit.run_all(
-        faulty(identity, plan), range(5), mode="thread", workers=1, retry=retry,
+        faulty(identity, plan),
+        range(5),
+        mode="thread",
+        workers=1,
+        retry=retry,
         on_result=lambda r: order.append(r.index),
     )
     assert results.all_ok
@@ -152,7 +164,8 @@ def test_async_timeout_cancels_the_coroutine() -> None:
             raise
 
     [result] = poolkit.run_all(hang, [1], mode="async", timeout=0.2)
-    assert isinstance(result, Err) and isinstance(result.error, poolkit.TaskTimeout)
+    assert isinstance(result, Err)
+    assert isinstance(result.error, poolkit.TaskTimeout)
     assert result.error.stopped
     assert wait_until(cancelled.is_set, 5)
 
@@ -186,11 +199,14 @@ def test_deadline_cuts_backoff_short() -> None:
     plan = {0: [Raise(TransientError("x"))]}
     began = time.monotonic()
     [result] = poolkit.run_all(
-        faulty(identity, plan), [0], retry=poolkit.Retry(2, on=TransientError, backoff=30),
+        faulty(identity, plan),
+        [0],
+        retry=poolkit.Retry(2, on=TransientError, backoff=30),
         deadline=0.3,
     )
     assert time.monotonic() - began < 1.5
-    assert isinstance(result, Err) and isinstance(result.error, poolkit.DeadlineExceeded)
+    assert isinstance(result, Err)
+    assert isinstance(result.error, poolkit.DeadlineExceeded)
     assert result.attempts == 1
 
 
@@ -211,13 +227,16 @@ def test_fail_fast_in_every_mode(mode: str) -> None:
 
     began = time.monotonic()
     results = poolkit.run_all(
-        faulty(task, plan, key=lambda x: 1 if x == 0.05 else 0), items, mode=mode, workers=2,
+        faulty(task, plan, key=lambda x: 1 if x == 0.05 else 0),
+        items,
+        mode=mode,
+        workers=2,
         fail_fast=True,
     )
     assert time.monotonic() - began < 3.0
     assert len(results) == len(items)
     assert isinstance(results[1].error, FatalError) if isinstance(results[1], Err) else False
-    rest = [r for r in results[2:]]
+    rest = list(results[2:])
     assert all(isinstance(r, Err) and isinstance(r.error, poolkit.Cancelled) for r in rest)
 
 
@@ -225,10 +244,15 @@ def test_fail_fast_during_backoff() -> None:
     """An item in backoff when fail-fast triggers is Cancelled."""
     plan = {0: [Raise(TransientError("t"))], 1: [Raise(FatalError("f"))]}
     results = poolkit.run_all(
-        faulty(identity, plan), [0, 1], mode="thread", workers=2, fail_fast=True,
+        faulty(identity, plan),
+        [0, 1],
+        mode="thread",
+        workers=2,
+        fail_fast=True,
         retry=poolkit.Retry(2, on=TransientError, backoff=30),
     )
-    assert isinstance(results[0], Err) and isinstance(results[0].error, poolkit.Cancelled)
+    assert isinstance(results[0], Err)
+    assert isinstance(results[0].error, poolkit.Cancelled)
     assert results[0].attempts == 1
 
 
@@ -292,7 +316,9 @@ def test_rate_limit_counts_retries() -> None:
     plan = {n: [Raise(TransientError("t"))] for n in range(4)}
     began = time.monotonic()
     poolkit.run_all(
-        faulty(identity, plan), range(4), retry=poolkit.Retry(2, on=TransientError, backoff=0),
+        faulty(identity, plan),
+        range(4),
+        retry=poolkit.Retry(2, on=TransientError, backoff=0),
         rate_limit=poolkit.RateLimit(per_second=20, burst=1),
     )
     assert time.monotonic() - began >= 7 / 20 - 0.02
@@ -304,7 +330,8 @@ def test_token_bucket_exact_with_injected_time() -> None:
     assert [bucket.take(0.0), bucket.take(0.0)] == [0.0, 0.0]
     assert bucket.take(0.0) == pytest.approx(0.25)
     assert bucket.take(0.25) == 0.0
-    assert bucket.take(10.0) == 0.0 and bucket.take(10.0) == 0.0
+    assert bucket.take(10.0) == 0.0
+    assert bucket.take(10.0) == 0.0
     assert bucket.take(10.0) == pytest.approx(0.25)
 
 

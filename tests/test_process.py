@@ -18,7 +18,7 @@ from hypothesis import given
 
 import poolkit
 from poolkit import Err, Ok, WorkerCrashed
-from poolkit.testing import Crash, Raise, TransientError, check_invariants, fault_plans, faulty
+from poolkit.testing import Crash, TransientError, check_invariants, fault_plans, faulty
 
 from .conftest import live_children, wait_until
 from .crashers import exit_on, oom_on, segfault_on, sigkill_on
@@ -54,8 +54,11 @@ def test_crash_is_retried_when_on_matches() -> None:
     """A crashed item is retried when on includes WorkerCrashed, and then succeeds."""
     plan = {5: [Crash(7)]}
     retry = poolkit.Retry(attempts=2, on=WorkerCrashed, backoff=0)
-    results = poolkit.run_all(faulty(identity, plan), range(20), mode="process", workers=2, retry=retry)
-    assert results.all_ok and results[5].attempts == 2
+    results = poolkit.run_all(
+        faulty(identity, plan), range(20), mode="process", workers=2, retry=retry
+    )
+    assert results.all_ok
+    assert results[5].attempts == 2
 
 
 def test_stress_random_crashes_with_retries() -> None:
@@ -64,14 +67,23 @@ def test_stress_random_crashes_with_retries() -> None:
     plan = {n: [Crash(9)] for n in range(2000) if rng.random() < 0.05}
     retry = poolkit.Retry(attempts=2, on=WorkerCrashed, backoff=0)
     began = time.monotonic()
-    results = poolkit.run_all(faulty(identity, plan), range(2000), mode="process", workers=2, retry=retry)
+    results = poolkit.run_all(
+        faulty(identity, plan), range(2000), mode="process", workers=2, retry=retry
+    )
     assert time.monotonic() - began < 120
-    assert results.all_ok and len(results) == 2000
+    assert results.all_ok
+    assert len(results) == 2000
     assert sorted(r.index for r in results if r.attempts == 2) == sorted(plan)
 
 
-@given(fault_plans(list(range(20)), max_attempts=2, kinds=("transient", "fatal", "crash", "hang"),
-                   hang_seconds=10))
+@given(
+    fault_plans(
+        list(range(20)),
+        max_attempts=2,
+        kinds=("transient", "fatal", "crash", "hang"),
+        hang_seconds=10,
+    )
+)
 def test_random_crashes_hangs_and_errors(process_runner: Any, plan: Any) -> None:
     """Random mixes of crash, hang, raise and return: one Result per item, right types."""
     retry = poolkit.Retry(attempts=2, on=(TransientError, WorkerCrashed), backoff=0)
@@ -86,10 +98,15 @@ def test_timeout_kills_and_replaces_the_worker() -> None:
         before = set(runner.run_all(pid, range(20)).values)
         results = runner.run_all(nap, [0.01] * 10 + [30.0] + [0.01] * 10, timeout=0.5)
         after = set(runner.run_all(pid, range(40)).values)
-    assert isinstance(results[10].error, poolkit.TaskTimeout) if isinstance(results[10], Err) else False
+    assert (
+        isinstance(results[10].error, poolkit.TaskTimeout)
+        if isinstance(results[10], Err)
+        else False
+    )
     assert results[10].error.stopped  # type: ignore[union-attr]
     assert len(results.values) == 20
-    assert len(after) == 2 and len(before & after) == 1  # one worker replaced
+    assert len(after) == 2
+    assert len(before & after) == 1
 
 
 def _unpicklable_result(_: Any) -> Any:
@@ -119,11 +136,14 @@ def test_unpicklable_things_become_errs(process_runner: Any) -> None:
     results = process_runner.run_all(identity, [1, threading.Lock(), 3])
     assert results.values == [1, 3]
     error = results[1].error  # type: ignore[union-attr]
-    assert isinstance(error, TypeError) and "could not pickle item #1" in str(error)
+    assert isinstance(error, TypeError)
+    assert "could not pickle item #1" in str(error)
 
     [bad_result] = process_runner.run_all(_unpicklable_result, [1])
-    assert isinstance(bad_result, Err) and isinstance(bad_result.error, pickle.PicklingError)
-    assert "result" in str(bad_result.error) and "lock" in str(bad_result.error)
+    assert isinstance(bad_result, Err)
+    assert isinstance(bad_result.error, pickle.PicklingError)
+    assert "result" in str(bad_result.error)
+    assert "lock" in str(bad_result.error)
 
     lock = threading.Lock()
     results = process_runner.run_all(lambda x: (lock, x), [1, 2])
@@ -131,12 +151,15 @@ def test_unpicklable_things_become_errs(process_runner: Any) -> None:
     assert len(results.errs) == 2
 
     [odd] = process_runner.run_all(_raise_odd, [1])
-    assert isinstance(odd, Err) and isinstance(odd.error, poolkit.RemoteError)
-    assert "_Odd" in odd.error.type_name and "odd 1 2" in str(odd.error)
+    assert isinstance(odd, Err)
+    assert isinstance(odd.error, poolkit.RemoteError)
+    assert "_Odd" in odd.error.type_name
+    assert "odd 1 2" in str(odd.error)
     assert "_raise_odd" in odd.error.traceback
 
     [unp] = process_runner.run_all(_raise_unpicklable, [1])
-    assert isinstance(unp, Err) and isinstance(unp.error, poolkit.RemoteError)
+    assert isinstance(unp, Err)
+    assert isinstance(unp.error, poolkit.RemoteError)
 
 
 def test_remote_traceback_is_attached(process_runner: Any) -> None:
@@ -144,7 +167,8 @@ def test_remote_traceback_is_attached(process_runner: Any) -> None:
     from .helpers import Boom, double_or_raise
 
     [result] = process_runner.run_all(double_or_raise, [7])
-    assert isinstance(result, Err) and isinstance(result.error, Boom)
+    assert isinstance(result, Err)
+    assert isinstance(result.error, Boom)
     assert isinstance(result.error.__cause__, poolkit.RemoteTraceback)
     assert "double_or_raise" in result.error.__cause__.text
 
@@ -156,8 +180,9 @@ def _broken_initializer() -> None:
 def test_initializer_that_raises() -> None:
     """Every item gets an Err naming the initializer's error; no hang, no start-up storm."""
     began = time.monotonic()
-    results = poolkit.run_all(identity, range(50), mode="process", workers=2,
-                              initializer=_broken_initializer)
+    results = poolkit.run_all(
+        identity, range(50), mode="process", workers=2, initializer=_broken_initializer
+    )
     assert time.monotonic() - began < 10
     assert len(results.errs) == 50
     assert all("no database" in str(r.error) for r in results.errs)
@@ -177,8 +202,12 @@ def _read_state(_: Any) -> int:
 
 def test_initializer_and_max_tasks_per_child() -> None:
     """initializer/initargs run once per worker; max_tasks_per_child recycles workers."""
-    assert poolkit.run_all(_read_state, range(4), mode="process", workers=2,
-                           initializer=_init, initargs=(42,)).values == [42] * 4
+    assert (
+        poolkit.run_all(
+            _read_state, range(4), mode="process", workers=2, initializer=_init, initargs=(42,)
+        ).values
+        == [42] * 4
+    )
     pids = poolkit.run_all(pid, range(30), mode="process", workers=2, max_tasks_per_child=5).values
     assert len(set(pids)) >= 6
     assert all(pids.count(p) <= 5 for p in set(pids))
@@ -215,8 +244,12 @@ def _alive(process_id: int) -> bool:
 
 
 def _run_script(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_runner_left_to_interpreter_exit_does_not_hang() -> None:
@@ -236,15 +269,20 @@ def test_runner_left_to_interpreter_exit_does_not_hang() -> None:
 def test_workers_exit_when_the_parent_is_killed() -> None:
     """SIGKILL the parent mid-batch: its workers notice and exit within seconds."""
     parent = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent("""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent("""
             import os, sys, time, poolkit
             def work(x):
                 print(os.getpid(), flush=True)
                 time.sleep(60)
             if __name__ == "__main__":
                 poolkit.run_all(work, range(4), mode="process", workers=2)
-        """)],
-        stdout=subprocess.PIPE, text=True,
+        """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert parent.stdout is not None
     with parent:

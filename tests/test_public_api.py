@@ -21,9 +21,26 @@ def test_all_is_sorted_and_complete() -> None:
 def test_contract_names_exist() -> None:
     """Every name the contract promises is exported."""
     for name in (
-        "run_all", "stream", "arun_all", "astream", "runner", "Runner", "ExecutorRunner",
-        "Ok", "Err", "Result", "Results", "Retry", "RateLimit", "CancelToken",
-        "PoolkitError", "TaskTimeout", "DeadlineExceeded", "Cancelled", "WorkerCrashed", "HookError",
+        "run_all",
+        "stream",
+        "arun_all",
+        "astream",
+        "runner",
+        "Runner",
+        "ExecutorRunner",
+        "Ok",
+        "Err",
+        "Result",
+        "Results",
+        "Retry",
+        "RateLimit",
+        "CancelToken",
+        "PoolkitError",
+        "TaskTimeout",
+        "DeadlineExceeded",
+        "Cancelled",
+        "WorkerCrashed",
+        "HookError",
     ):
         assert name in poolkit.__all__, name
 
@@ -34,13 +51,18 @@ def test_every_public_name_has_a_docstring() -> None:
         for name in module.__all__:
             obj = getattr(module, name)
             if inspect.isclass(obj) or inspect.isfunction(obj):
-                assert obj.__doc__ and obj.__doc__.strip(), f"{module.__name__}.{name}"
+                assert (obj.__doc__ or "").strip(), f"{module.__name__}.{name}"
 
 
 def test_error_tree() -> None:
     """The error classes subclass PoolkitError and the builtins users catch."""
-    for error in (poolkit.TaskTimeout, poolkit.DeadlineExceeded, poolkit.Cancelled,
-                  poolkit.WorkerCrashed, poolkit.HookError):
+    for error in (
+        poolkit.TaskTimeout,
+        poolkit.DeadlineExceeded,
+        poolkit.Cancelled,
+        poolkit.WorkerCrashed,
+        poolkit.HookError,
+    ):
         assert issubclass(error, poolkit.PoolkitError)
     assert issubclass(poolkit.TaskTimeout, TimeoutError)
     assert issubclass(poolkit.DeadlineExceeded, TimeoutError)

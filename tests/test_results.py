@@ -19,8 +19,10 @@ def test_ok_matches_by_position_and_keyword() -> None:
     match r:
         case Ok(value=v, item=i, index=n, attempts=a):
             assert (v, i, n, a) == (4, 2, 1, 2)
-    assert r.is_ok() and not r.is_err()
-    assert r.unwrap() == 4 and r.unwrap_or(0) == 4
+    assert r.is_ok()
+    assert not r.is_err()
+    assert r.unwrap() == 4
+    assert r.unwrap_or(0) == 4
 
 
 def test_err_matches_and_unwrap_raises_the_error() -> None:
@@ -36,7 +38,8 @@ def test_err_matches_and_unwrap_raises_the_error() -> None:
         r.unwrap()
     assert caught.value is error
     assert r.unwrap_or("default") == "default"
-    assert r.is_err() and not r.is_ok()
+    assert r.is_err()
+    assert not r.is_ok()
 
 
 def test_results_are_immutable() -> None:
@@ -50,7 +53,9 @@ def test_results_are_immutable() -> None:
 def test_results_sequence_helpers() -> None:
     """Results is a Sequence with oks, errs, values and all_ok in input order."""
     rs: Results[int] = Results([Ok(1, index=0), Err(ValueError("a"), index=1), Ok(3, index=2)])
-    assert len(rs) == 3 and rs[0].unwrap() == 1 and rs[-1].index == 2
+    assert len(rs) == 3
+    assert rs[0].unwrap() == 1
+    assert rs[-1].index == 2
     assert [r.index for r in rs.oks] == [0, 2]
     assert [r.index for r in rs.errs] == [1]
     assert rs.values == [1, 3]
@@ -80,13 +85,17 @@ def test_summary_counts_and_latencies() -> None:
     s = rs.summary()
     assert (s.total, s.ok, s.err) == (100, 90, 10)
     assert s.errors_by_type == {"TimeoutError": 10}
-    assert s.p50 == pytest.approx(0.50) and s.p90 == pytest.approx(0.90)
-    assert s.p99 == pytest.approx(0.99) and s.max == pytest.approx(1.00)
+    assert s.p50 == pytest.approx(0.50)
+    assert s.p90 == pytest.approx(0.90)
+    assert s.p99 == pytest.approx(0.99)
+    assert s.max == pytest.approx(1.00)
     assert s.items_per_second == pytest.approx(50.0)
     assert s.attempts_histogram == {1: 55, 2: 45}
     assert s.slowest[0][0] == 99
     text = str(s)
-    assert "100  (90 ok, 10 err)" in text and "TimeoutError" in text and "p99" in text
+    assert "100  (90 ok, 10 err)" in text
+    assert "TimeoutError" in text
+    assert "p99" in text
 
 
 def test_run_all_returns_results_with_wall_time() -> None:

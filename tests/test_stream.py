@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 import pytest
 from hypothesis import given
@@ -83,7 +82,8 @@ def test_stream_memory_stays_bounded() -> None:
         for n, _ in enumerate(results):
             if n == 100_000:
                 live = sum(
-                    1 for o in gc.get_objects()
+                    1
+                    for o in gc.get_objects()
                     if isinstance(o, Task) and isinstance(o.item, tuple) and o.item[0] is marker
                 )
                 assert live <= 4 * 4 + 4, live
@@ -97,5 +97,3 @@ def test_stream_is_an_iterator_and_context_manager(mode: str) -> None:
     with stream as same:
         assert [r.value for r in same] == [1, 2, 3]
     assert list(stream) == []
-
-

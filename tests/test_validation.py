@@ -77,5 +77,5 @@ def test_process_options_are_checked() -> None:
 
 def test_runner_instance_rejects_workers() -> None:
     """workers= belongs to poolkit.runner, not to a call given a Runner."""
-    with poolkit.runner("serial") as r, pytest.raises(TypeError, match="poolkit.runner"):
+    with poolkit.runner("serial") as r, pytest.raises(TypeError, match=r"poolkit\.runner"):
         poolkit.run_all(identity, [1], mode=r, workers=3)

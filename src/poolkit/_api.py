@@ -62,19 +62,39 @@ def _refuse_running_loop(mode: Mode, alternative: str) -> None:
 
 @overload
 def run_all(
-    fn: Callable[[A], Awaitable[T]], items: Iterable[A], *, mode: Mode = ..., workers: int | None = ...,
-    retry: Retry | None = ..., timeout: float | None = ..., deadline: float | None = ...,
-    fail_fast: bool = ..., cancel: CancelToken | None = ..., rate_limit: RateLimit | float | None = ...,
-    max_in_flight: int | None = ..., progress: Any = ...,
-    on_result: Callable[[Ok[T] | Err], Any] | None = ..., **options: Any,
+    fn: Callable[[A], Awaitable[T]],
+    items: Iterable[A],
+    *,
+    mode: Mode = ...,
+    workers: int | None = ...,
+    retry: Retry | None = ...,
+    timeout: float | None = ...,
+    deadline: float | None = ...,
+    fail_fast: bool = ...,
+    cancel: CancelToken | None = ...,
+    rate_limit: RateLimit | float | None = ...,
+    max_in_flight: int | None = ...,
+    progress: Any = ...,
+    on_result: Callable[[Ok[T] | Err], Any] | None = ...,
+    **options: Any,
 ) -> Results[T]: ...
 @overload
 def run_all(
-    fn: Callable[[A], T], items: Iterable[A], *, mode: Mode = ..., workers: int | None = ...,
-    retry: Retry | None = ..., timeout: float | None = ..., deadline: float | None = ...,
-    fail_fast: bool = ..., cancel: CancelToken | None = ..., rate_limit: RateLimit | float | None = ...,
-    max_in_flight: int | None = ..., progress: Any = ...,
-    on_result: Callable[[Ok[T] | Err], Any] | None = ..., **options: Any,
+    fn: Callable[[A], T],
+    items: Iterable[A],
+    *,
+    mode: Mode = ...,
+    workers: int | None = ...,
+    retry: Retry | None = ...,
+    timeout: float | None = ...,
+    deadline: float | None = ...,
+    fail_fast: bool = ...,
+    cancel: CancelToken | None = ...,
+    rate_limit: RateLimit | float | None = ...,
+    max_in_flight: int | None = ...,
+    progress: Any = ...,
+    on_result: Callable[[Ok[T] | Err], Any] | None = ...,
+    **options: Any,
 ) -> Results[T]: ...
 def run_all(
     fn: Callable[[Any], Any],
@@ -115,9 +135,18 @@ def run_all(
     runner_, owned = _open(mode, workers, options)
     try:
         return runner_.run_all(
-            fn, items, retry=retry, timeout=timeout, deadline=deadline, fail_fast=fail_fast,
-            cancel=cancel, rate_limit=rate_limit, max_in_flight=max_in_flight,
-            progress=progress, on_result=on_result, **hooks,
+            fn,
+            items,
+            retry=retry,
+            timeout=timeout,
+            deadline=deadline,
+            fail_fast=fail_fast,
+            cancel=cancel,
+            rate_limit=rate_limit,
+            max_in_flight=max_in_flight,
+            progress=progress,
+            on_result=on_result,
+            **hooks,
         )
     finally:
         if owned:
@@ -126,13 +155,23 @@ def run_all(
 
 @overload
 def stream(
-    fn: Callable[[A], Awaitable[T]], items: Iterable[A], *, ordered: bool = ..., mode: Mode = ...,
-    workers: int | None = ..., **options: Any,
+    fn: Callable[[A], Awaitable[T]],
+    items: Iterable[A],
+    *,
+    ordered: bool = ...,
+    mode: Mode = ...,
+    workers: int | None = ...,
+    **options: Any,
 ) -> ResultStream[T]: ...
 @overload
 def stream(
-    fn: Callable[[A], T], items: Iterable[A], *, ordered: bool = ..., mode: Mode = ...,
-    workers: int | None = ..., **options: Any,
+    fn: Callable[[A], T],
+    items: Iterable[A],
+    *,
+    ordered: bool = ...,
+    mode: Mode = ...,
+    workers: int | None = ...,
+    **options: Any,
 ) -> ResultStream[T]: ...
 def stream(
     fn: Callable[[Any], Any],
@@ -173,8 +212,17 @@ def stream(
 
 
 _CALL_OPTIONS = (
-    "retry", "timeout", "deadline", "fail_fast", "cancel", "rate_limit", "max_in_flight",
-    "progress", "on_result", "on_start", "on_retry",
+    "retry",
+    "timeout",
+    "deadline",
+    "fail_fast",
+    "cancel",
+    "rate_limit",
+    "max_in_flight",
+    "progress",
+    "on_result",
+    "on_start",
+    "on_retry",
 )
 
 
@@ -196,17 +244,23 @@ class _AsyncBatch:
         check_workers(workers)
         if mode == "async":
             if options:
-                raise TypeError(f"mode 'async' got unexpected option(s) {', '.join(sorted(options))}")
+                raise TypeError(
+                    f"mode 'async' got unexpected option(s) {', '.join(sorted(options))}"
+                )
             runner_: Runner = PoolRunner("async", workers, {"loop": asyncio.get_running_loop()})
             self.owned = True
         else:
             runner_, self.owned = _open(mode, workers, options)
         if not isinstance(runner_, BackendRunner):
-            raise TypeError("arun_all/astream need a poolkit runner (poolkit.runner or ExecutorRunner)")
+            raise TypeError(
+                "arun_all/astream need a poolkit runner (poolkit.runner or ExecutorRunner)"
+            )
         self.runner = runner_
         try:
             progress = make_progress(per_call.pop("progress", False), items)
-            self.observer = Observer(check_hook("on_result", per_call.pop("on_result", None)), progress)
+            self.observer = Observer(
+                check_hook("on_result", per_call.pop("on_result", None)), progress
+            )
             hooks = Hooks(
                 on_start=check_hook("on_start", per_call.pop("on_start", None)),
                 on_retry=check_hook("on_retry", per_call.pop("on_retry", None)),
@@ -227,13 +281,23 @@ class _AsyncBatch:
 
 @overload
 def astream(
-    fn: Callable[[A], Awaitable[T]], items: Iterable[A], *, ordered: bool = ..., mode: Mode = ...,
-    workers: int | None = ..., **options: Any,
+    fn: Callable[[A], Awaitable[T]],
+    items: Iterable[A],
+    *,
+    ordered: bool = ...,
+    mode: Mode = ...,
+    workers: int | None = ...,
+    **options: Any,
 ) -> AsyncResultStream[T]: ...
 @overload
 def astream(
-    fn: Callable[[A], T], items: Iterable[A], *, ordered: bool = ..., mode: Mode = ...,
-    workers: int | None = ..., **options: Any,
+    fn: Callable[[A], T],
+    items: Iterable[A],
+    *,
+    ordered: bool = ...,
+    mode: Mode = ...,
+    workers: int | None = ...,
+    **options: Any,
 ) -> AsyncResultStream[T]: ...
 def astream(
     fn: Callable[[Any], Any],
@@ -271,12 +335,20 @@ def astream(
 
 @overload
 async def arun_all(
-    fn: Callable[[A], Awaitable[T]], items: Iterable[A], *, mode: Mode = ..., workers: int | None = ...,
+    fn: Callable[[A], Awaitable[T]],
+    items: Iterable[A],
+    *,
+    mode: Mode = ...,
+    workers: int | None = ...,
     **options: Any,
 ) -> Results[T]: ...
 @overload
 async def arun_all(
-    fn: Callable[[A], T], items: Iterable[A], *, mode: Mode = ..., workers: int | None = ...,
+    fn: Callable[[A], T],
+    items: Iterable[A],
+    *,
+    mode: Mode = ...,
+    workers: int | None = ...,
     **options: Any,
 ) -> Results[T]: ...
 async def arun_all(

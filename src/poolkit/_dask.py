@@ -73,13 +73,18 @@ class DaskBackend(Backend):
         self._cluster: Any = None
         self._owns_client = client is None
         if client is None and address is None:
-            with dask.config.set({
-                "distributed.scheduler.allowed-failures": 0,
-                "distributed.scheduler.worker-saturation": float("inf"),
-            }):
+            with dask.config.set(
+                {
+                    "distributed.scheduler.allowed-failures": 0,
+                    "distributed.scheduler.worker-saturation": float("inf"),
+                }
+            ):
                 self._cluster = distributed.LocalCluster(  # type: ignore[no-untyped-call]
-                    n_workers=workers, threads_per_worker=1, processes=True,
-                    dashboard_address=None, silence_logs=50,
+                    n_workers=workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    silence_logs=50,
                 )
             client = distributed.Client(self._cluster)  # type: ignore[no-untyped-call]
         elif client is None:
@@ -130,7 +135,9 @@ class DaskBackend(Backend):
         entries = [(next(self._seq), task, task.attempts) for task in chunk]
         try:
             future = self._client.submit(
-                run_chunk, chunk[0].fn, [(seq, task.item, n) for seq, task, n in entries],
+                run_chunk,
+                chunk[0].fn,
+                [(seq, task.item, n) for seq, task, n in entries],
                 pure=False,
             )
         except Exception as error:

@@ -248,9 +248,7 @@ class Engine:
             return  # the engine gave up on this attempt already (timeout, stop)
         self._end_attempt(task)
         if ok:
-            self._finish(
-                task, Ok(payload, task.item, task.index, number, now - task.first_start)
-            )
+            self._finish(task, Ok(payload, task.item, task.index, number, now - task.first_start))
         else:
             if isinstance(payload, _FATAL):
                 raise payload
@@ -292,7 +290,9 @@ class Engine:
                 error, again = policy_error, False
             if again:
                 if self._on_retry is not None:
-                    self._call_hook("on_retry", self._on_retry, task.item, task.attempts, error, wait)
+                    self._call_hook(
+                        "on_retry", self._on_retry, task.item, task.attempts, error, wait
+                    )
                 if wait <= 0.0:
                     self._ready.append(task)
                 else:

@@ -8,7 +8,7 @@ The tree::
           ├── DeadlineExceeded (also TimeoutError) the batch ran past ``deadline``
           ├── Cancelled                            fail-fast or a CancelToken stopped the item
           ├── WorkerCrashed                        the process running the item died
-          ├── HookError                            an ``on_result``/``on_start``/``on_retry`` hook raised
+          ├── HookError                            a hook (``on_result``, ...) raised
           └── RemoteError                          a remote exception that could not be rebuilt here
 
 ``RemoteTraceback`` is attached as ``__cause__`` of an exception raised in another

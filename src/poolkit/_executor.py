@@ -81,9 +81,7 @@ class ExecutorRunner(BackendRunner):
 
     def __init__(self, executor: Executor, *, workers: int | None = None, **policies: Any) -> None:
         if not isinstance(executor, Executor):
-            raise TypeError(
-                f"ExecutorRunner({executor!r}): expected a concurrent.futures.Executor"
-            )
+            raise TypeError(f"ExecutorRunner({executor!r}): expected a concurrent.futures.Executor")
         super().__init__(policies)
         self._policies(policies)
         self._executor = executor

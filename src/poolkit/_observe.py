@@ -16,9 +16,7 @@ class Observer:
 
     __slots__ = ("_on_result", "_progress", "errors")
 
-    def __init__(
-        self, on_result: Callable[[Any], Any] | None, progress: Any | None
-    ) -> None:
+    def __init__(self, on_result: Callable[[Any], Any] | None, progress: Any | None) -> None:
         self._on_result = on_result
         self._progress = progress
         self.errors: list[tuple[str, BaseException]] = []

@@ -46,7 +46,11 @@ def pack_error(error: BaseException) -> ErrorPackage:
     """What crosses the process boundary for an exception raised in a worker."""
     text = "".join(traceback.format_exception(error)).rstrip()
     kind = type(error)
-    name = f"{kind.__module__}.{kind.__qualname__}" if kind.__module__ != "builtins" else kind.__qualname__
+    name = (
+        f"{kind.__module__}.{kind.__qualname__}"
+        if kind.__module__ != "builtins"
+        else kind.__qualname__
+    )
     error.__traceback__ = None
     error.__context__ = error.__cause__ = None
     blob: bytes | None

@@ -20,7 +20,9 @@ __all__ = ["CancelToken", "RateLimit", "Retry"]
 
 ExceptionTypes: TypeAlias = type[BaseException] | tuple[type[BaseException], ...]
 RetryOn: TypeAlias = ExceptionTypes | Callable[[BaseException], bool]
-Backoff: TypeAlias = float | int | tenacity.wait.wait_base | Callable[[tenacity.RetryCallState], float]
+Backoff: TypeAlias = (
+    float | int | tenacity.wait.wait_base | Callable[[tenacity.RetryCallState], float]
+)
 
 # Never retried, whatever ``on`` says.
 _NEVER_RETRIED = (KeyboardInterrupt, SystemExit, Cancelled, DeadlineExceeded)
@@ -77,7 +79,9 @@ class Retry:
             raise ValueError(
                 f"Retry(attempts={self.attempts}): attempts must be an int >= 1 (1 means no retry)"
             )
-        if not (_is_exception_types(self.on) or (callable(self.on) and not isinstance(self.on, type))):
+        if not (
+            _is_exception_types(self.on) or (callable(self.on) and not isinstance(self.on, type))
+        ):
             raise TypeError(
                 f"Retry(on={self.on!r}): on must be an exception type, a non-empty tuple of "
                 "exception types, or a predicate (exception) -> bool"
@@ -140,7 +144,9 @@ class RateLimit:
         if isinstance(self.per_second, bool) or not isinstance(self.per_second, int | float):
             raise TypeError(f"RateLimit(per_second={self.per_second!r}): must be a number > 0")
         if not self.per_second > 0:
-            raise ValueError(f"RateLimit(per_second={self.per_second}): per_second must be a number > 0")
+            raise ValueError(
+                f"RateLimit(per_second={self.per_second}): per_second must be a number > 0"
+            )
         if isinstance(self.burst, bool) or not isinstance(self.burst, int) or self.burst < 1:
             raise ValueError(f"RateLimit(burst={self.burst!r}): burst must be an int >= 1")
 

@@ -15,10 +15,9 @@ the shared state.
 from __future__ import annotations
 
 import itertools
-import pickle
 import multiprocessing
 import multiprocessing.connection
-import os
+import pickle
 import threading
 import time
 import weakref
@@ -64,8 +63,17 @@ class _Entry:
 
 class _Worker:
     __slots__ = (
-        "budget", "chunks", "dying", "fn_keys", "pid", "process", "results", "slot", "spoke",
-        "tasks", "terminated_at",
+        "budget",
+        "chunks",
+        "dying",
+        "fn_keys",
+        "pid",
+        "process",
+        "results",
+        "slot",
+        "spoke",
+        "tasks",
+        "terminated_at",
     )
 
     def __init__(self, slot: int) -> None:
@@ -102,14 +110,17 @@ class ProcessBackend(Backend):
             or not isinstance(max_tasks_per_child, int)
             or max_tasks_per_child < 1
         ):
-            raise ValueError(f"max_tasks_per_child={max_tasks_per_child!r}: expected an int >= 1 or None")
-        if chunksize is not None and (isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1):
+            raise ValueError(
+                f"max_tasks_per_child={max_tasks_per_child!r}: expected an int >= 1 or None"
+            )
+        if chunksize is not None and (
+            isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1
+        ):
             raise ValueError(f"chunksize={chunksize!r}: expected an int >= 1 or None (adaptive)")
         method = start_method or default_start_method()
         if method not in multiprocessing.get_all_start_methods():
-            raise ValueError(
-                f"start_method={method!r}: expected one of {multiprocessing.get_all_start_methods()}"
-            )
+            methods = multiprocessing.get_all_start_methods()
+            raise ValueError(f"start_method={method!r}: expected one of {methods}")
         self.capacity = 1 << 30  # the engine's max_in_flight is the real bound
         # Enough items in flight to batch small tasks into chunks worth sending.
         self.default_in_flight = 64 * workers
@@ -294,8 +305,11 @@ class ProcessBackend(Backend):
         pending = self._pending
         while pending:
             ready = [
-                w for w in self._workers
-                if w is not None and not w.dying and len(w.chunks) < _CHUNKS_AHEAD
+                w
+                for w in self._workers
+                if w is not None
+                and not w.dying
+                and len(w.chunks) < _CHUNKS_AHEAD
                 and (w.budget is None or w.budget > 0)
             ]
             if not ready:
@@ -453,9 +467,7 @@ class ProcessBackend(Backend):
     def _forget_finished(self, worker: _Worker) -> None:
         entries = self._entries
         chunks = worker.chunks
-        while chunks and all(
-            entries.get(e.seq) is not e for e in chunks[0]
-        ):
+        while chunks and all(entries.get(e.seq) is not e for e in chunks[0]):
             chunks.popleft()
 
     def _buried(self, worker: _Worker) -> None:

@@ -46,7 +46,9 @@ class Progress:
 class _Counter:
     """Counts results and retries and hands snapshots to ``render``."""
 
-    def __init__(self, total: int | None, render: Callable[[Progress], Any], interval: float) -> None:
+    def __init__(
+        self, total: int | None, render: Callable[[Progress], Any], interval: float
+    ) -> None:
         self._total = total
         self._render = render
         self._interval = interval

@@ -22,7 +22,15 @@ __all__ = ["BackendRunner", "Runner"]
 
 T = TypeVar("T")
 
-POLICY_NAMES = ("retry", "timeout", "deadline", "fail_fast", "cancel", "rate_limit", "max_in_flight")
+POLICY_NAMES = (
+    "retry",
+    "timeout",
+    "deadline",
+    "fail_fast",
+    "cancel",
+    "rate_limit",
+    "max_in_flight",
+)
 
 
 @runtime_checkable

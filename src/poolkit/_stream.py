@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from ._results import Err, Ok
 
@@ -127,5 +127,3 @@ class AsyncResultStream(AsyncIterator[Ok[T] | Err], Generic[T]):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
-
-

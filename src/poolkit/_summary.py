@@ -83,7 +83,8 @@ class Summary:
             ("throughput", f"{self.items_per_second:,.1f} items/s"),
             (
                 "latency",
-                f"p50 {_ms(self.p50)}  p90 {_ms(self.p90)}  p99 {_ms(self.p99)}  max {_ms(self.max)}",
+                f"p50 {_ms(self.p50)}  p90 {_ms(self.p90)}  "
+                f"p99 {_ms(self.p99)}  max {_ms(self.max)}",
             ),
             (
                 "attempts",

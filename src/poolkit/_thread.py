@@ -81,7 +81,9 @@ class ThreadBackend(Backend):
     def _spawn(self) -> None:
         slot = _Slot()
         thread = threading.Thread(
-            target=self._work_loop, args=(slot,), name=f"{self._name}-{len(self._threads)}",
+            target=self._work_loop,
+            args=(slot,),
+            name=f"{self._name}-{len(self._threads)}",
             daemon=True,
         )
         self._threads[thread] = slot

@@ -10,7 +10,14 @@ from typing import Any
 from ._engine import Policies
 from ._policies import CancelToken, RateLimit, Retry
 
-__all__ = ["MODES", "check_callable", "check_items", "check_policies", "check_workers", "default_workers"]
+__all__ = [
+    "MODES",
+    "check_callable",
+    "check_items",
+    "check_policies",
+    "check_workers",
+    "default_workers",
+]
 
 MODES = ("serial", "thread", "process", "async", "dask")
 

@@ -26,8 +26,8 @@ from multiprocessing.connection import Connection
 from queue import SimpleQueue
 from typing import Any
 
-from ._call import call
 from . import _context
+from ._call import call
 from ._context import ATTEMPT
 from ._pickling import dumps, pack_error
 

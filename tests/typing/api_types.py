@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future
-
-from typing_extensions import assert_type
+from typing import assert_type
 
 import poolkit
 from poolkit import Err, Ok, Result, Results

@@ -8,12 +8,21 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from .. import _context
-from .._errors import WorkerCrashed
+from poolkit import _context
+from poolkit._errors import WorkerCrashed
 
 __all__ = [
-    "Crash", "FatalError", "FaultPlan", "Faulty", "Hang", "Outcome", "Raise", "Return",
-    "TransientError", "current_attempt", "faulty",
+    "Crash",
+    "FatalError",
+    "FaultPlan",
+    "Faulty",
+    "Hang",
+    "Outcome",
+    "Raise",
+    "Return",
+    "TransientError",
+    "current_attempt",
+    "faulty",
 ]
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from typing import Any
 
-from .._errors import TaskTimeout, WorkerCrashed
-from .._policies import Retry
-from .._results import Err, Ok
+from poolkit._errors import TaskTimeout, WorkerCrashed
+from poolkit._policies import Retry
+from poolkit._results import Err, Ok
+
 from ._faults import Crash, FaultPlan, Hang, Raise, Return
 
 __all__ = ["check_invariants", "expected_outcome"]
@@ -57,7 +58,9 @@ def check_invariants(
     for position, (result, item) in enumerate(zip(results, items, strict=False)):
         where = f"item #{position} ({item!r})"
         if result.index != position:
-            problems.append(f"{where}: result has index {result.index}, expected {position} (order)")
+            problems.append(
+                f"{where}: result has index {result.index}, expected {position} (order)"
+            )
         if result.item != item:
             problems.append(f"{where}: result carries item {result.item!r}")
         plan_key: Hashable = item if key is None else key(item)

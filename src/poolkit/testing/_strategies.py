@@ -43,7 +43,9 @@ def fault_plans(
     }
     unknown = set(kinds) - set(faults)
     if unknown:
-        raise ValueError(f"unknown fault kinds {sorted(unknown)}; expected some of {sorted(faults)}")
+        raise ValueError(
+            f"unknown fault kinds {sorted(unknown)}; expected some of {sorted(faults)}"
+        )
     if not keys:
         return st.just({})
     scale = 1000
@@ -67,7 +69,9 @@ def _until_first_return(script: list[Outcome]) -> tuple[Outcome, ...]:
     return tuple(script)
 
 
-def _without_empty_scripts(plan: dict[Hashable, tuple[Outcome, ...]]) -> dict[Hashable, tuple[Outcome, ...]]:
+def _without_empty_scripts(
+    plan: dict[Hashable, tuple[Outcome, ...]],
+) -> dict[Hashable, tuple[Outcome, ...]]:
     return {key: script for key, script in plan.items() if script}
 
 
@@ -89,13 +93,14 @@ def items(kind: str = "hashable", *, max_size: int = 50) -> Any:
         return st.lists(st.integers() | st.text(max_size=5), max_size=max_size)
     if kind == "unhashable":
         return st.lists(
-            st.lists(st.integers(), max_size=3) | st.dictionaries(st.text(max_size=3), st.integers()),
+            st.lists(st.integers(), max_size=3)
+            | st.dictionaries(st.text(max_size=3), st.integers()),
             max_size=max_size,
         )
     if kind == "huge":
         return st.integers(10**6, 10**9).map(range)
     if kind == "generator":
         return st.lists(st.integers(), max_size=max_size).map(lambda xs: (x for x in xs))
-    raise ValueError(f"items(kind={kind!r}): expected 'hashable', 'unhashable', 'huge' or 'generator'")
-
-
+    raise ValueError(
+        f"items(kind={kind!r}): expected 'hashable', 'unhashable', 'huge' or 'generator'"
+    )
