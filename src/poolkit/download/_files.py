@@ -1,0 +1,84 @@
+"""Saving a body atomically inside the destination folder."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["PartialFile", "remove_partials", "resolve_inside"]
+
+_PARTIAL_PREFIX = ".poolkit-"
+_PARTIAL_SUFFIX = ".part"
+_live: set[str] = set()
+_live_lock = threading.Lock()
+
+
+def resolve_inside(dest: Path, name: str) -> Path:
+    """``dest / name``, refusing anything that would land outside ``dest``."""
+    root = dest.resolve()
+    target = (root / name).resolve()
+    if target.parent != root:
+        raise ValueError(f"refusing to write {name!r}: it would land outside {root}")
+    return target
+
+
+class PartialFile:
+    """A temporary file next to its target, renamed into place by ``commit()``.
+
+    Until committed it is removed on ``discard()`` (and by ``remove_partials`` after an
+    interruption), so a failed download never leaves a partial file under its real name.
+    """
+
+    def __init__(self, dest: Path) -> None:
+        handle, name = tempfile.mkstemp(prefix=_PARTIAL_PREFIX, suffix=_PARTIAL_SUFFIX, dir=dest)
+        self.path = name
+        self.file: BinaryIO = os.fdopen(handle, "wb")
+        with _live_lock:
+            _live.add(name)
+
+    def write(self, chunk: bytes) -> None:
+        self.file.write(chunk)
+
+    def commit(self, target: Path, *, overwrite: bool) -> bool:
+        """Move into place; False (and nothing written) when target exists and not overwrite."""
+        self.file.close()
+        try:
+            if overwrite:
+                os.replace(self.path, target)
+            else:
+                try:
+                    os.link(self.path, target)  # atomic, and fails if target exists
+                except FileExistsError:
+                    return False
+                except OSError:  # a file system without hard links
+                    if target.exists():
+                        return False
+                    os.replace(self.path, target)
+            return True
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        if not self.file.closed:
+            self.file.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        with _live_lock:
+            _live.discard(self.path)
+
+
+def remove_partials() -> None:
+    """Remove every partial file this process still has open (after an interruption)."""
+    with _live_lock:
+        names = list(_live)
+        _live.clear()
+    for name in names:
+        try:
+            os.unlink(name)
+        except OSError:
+            pass
