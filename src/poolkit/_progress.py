@@ -123,9 +123,10 @@ class ProgressBar:
 
 def _terminal_width(stream: TextIO) -> int:
     try:
-        return os.get_terminal_size(stream.fileno()).columns - 1
+        columns = os.get_terminal_size(stream.fileno()).columns
     except (OSError, ValueError, AttributeError):
         return 79
+    return columns - 1 if columns > 20 else 79  # a terminal of unknown size reports 0
 
 
 def make_progress(progress: Any, items: Any) -> _Counter | None:

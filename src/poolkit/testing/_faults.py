@@ -39,11 +39,22 @@ class Return:
     """The attempt calls the wrapped function and returns what it returns."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Raise:
-    """The attempt raises ``error`` (a fresh copy each time)."""
+    """The attempt raises ``error`` (a fresh copy each time).
+
+    Two Raise outcomes are equal when their errors have the same type and arguments.
+    """
 
     error: BaseException
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Raise):
+            return NotImplemented
+        return (type(self.error), self.error.args) == (type(other.error), other.error.args)
+
+    def __hash__(self) -> int:
+        return hash((type(self.error), self.error.args))
 
     def make(self) -> BaseException:
         try:

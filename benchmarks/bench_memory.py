@@ -1,0 +1,59 @@
+"""Peak memory streaming a long generator: poolkit.stream against ThreadPoolExecutor.map.
+
+Each runs in its own process so peaks do not mix. Executor.map takes the whole input
+first; poolkit takes at most max_in_flight items at a time.
+Run: python benchmarks/bench_memory.py [items]   (or make bench)
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+CHILD = """
+import resource, sys, time
+from concurrent.futures import ThreadPoolExecutor
+import poolkit
+
+def f(x):
+    return x
+
+n, which = int(sys.argv[1]), sys.argv[2]
+began = time.perf_counter()
+first = None
+if which == "stdlib":
+    with ThreadPoolExecutor(4) as pool:
+        for i, _ in enumerate(pool.map(f, (x for x in range(n)))):
+            if first is None:
+                first = time.perf_counter() - began
+else:
+    for i, _ in enumerate(poolkit.stream(f, (x for x in range(n)), mode="thread", workers=4)):
+        if first is None:
+            first = time.perf_counter() - began
+total = time.perf_counter() - began
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, first, total)
+"""
+
+
+def measure(which: str, items: int) -> tuple[float, float, float]:
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(items), which], capture_output=True, text=True, check=True
+    ).stdout.split()
+    return float(out[0]), float(out[1]), float(out[2])
+
+
+def main(items: int = 2_000_000) -> list[str]:
+    lines = [
+        f"\n## Streaming {items:,} items through 4 threads\n",
+        "| runner | peak RSS (MB) | first result (s) | total (s) |",
+        "|---|---|---|---|",
+    ]
+    for name, which in (("ThreadPoolExecutor(4).map", "stdlib"), ("poolkit.stream", "poolkit")):
+        rss, first, total = measure(which, items)
+        lines.append(f"| {name} | {rss:.0f} | {first:.3f} | {total:.1f} |")
+    print("\n".join(lines), flush=True)
+    return lines
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 2_000_000)

@@ -1,0 +1,195 @@
+"""Dask mode against a real LocalCluster and a cluster started with the dask CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import poolkit
+from poolkit.testing import TransientError, check_invariants, fault_plans, faulty
+
+from .conftest import wait_until
+from .crashers import exit_on
+from .helpers import Boom, double_or_raise, identity, nap
+
+distributed = pytest.importorskip("distributed")
+
+pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::DeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def dask_runner() -> Iterator[Any]:
+    """One small LocalCluster (2 worker processes) for the module."""
+    with poolkit.runner("dask", workers=2) as runner:
+        yield runner
+
+
+@settings(max_examples=10)
+@given(st.lists(st.integers(-20, 20), max_size=30))
+def test_dask_matches_serial(dask_runner: Any, items: list[int]) -> None:
+    """The same Results as serial mode: values, error types, order, indexes."""
+
+    def shape(results: Any) -> list[Any]:
+        return [
+            (r.index, r.is_ok(), r.value if r.is_ok() else type(r.error).__name__) for r in results
+        ]
+
+    expected = shape(poolkit.run_all(double_or_raise, items, mode="serial"))
+    assert shape(dask_runner.run_all(double_or_raise, items)) == expected
+
+
+@settings(max_examples=8)
+@given(fault_plans(list(range(10)), max_attempts=3, kinds=("transient", "fatal")))
+def test_dask_follows_fault_plans(dask_runner: Any, plan: Any) -> None:
+    """Random fault plans: one Result per item, exact attempts and types."""
+    retry = poolkit.Retry(attempts=3, on=TransientError, backoff=0)
+    items = list(range(10))
+    results = dask_runner.run_all(faulty(identity, plan), items, retry=retry)
+    check_invariants(results, items, plan, retry)
+
+
+def test_remote_exceptions_keep_type_and_traceback(dask_runner: Any) -> None:
+    """Exceptions come back with their type and the remote traceback."""
+    [result] = dask_runner.run_all(double_or_raise, [7])
+    assert isinstance(result, poolkit.Err)
+    assert isinstance(result.error, Boom)
+    assert isinstance(result.error.__cause__, poolkit.RemoteTraceback)
+
+
+def test_timeout_abandons_and_deadline_cuts(dask_runner: Any) -> None:
+    """A timeout abandons a running Dask task (stopped=False); a deadline returns promptly."""
+    results = dask_runner.run_all(nap, [0.0, 10.0, 0.0], timeout=0.5)
+    error = results[1].error  # type: ignore[union-attr]
+    assert isinstance(error, poolkit.TaskTimeout)
+    assert not error.stopped
+    began = time.monotonic()
+    results = dask_runner.run_all(nap, [0.0] + [10.0] * 4, deadline=0.5)
+    assert time.monotonic() - began < 2
+    assert len(results) == 5
+    assert all(isinstance(r.error, poolkit.DeadlineExceeded) for r in results.errs)
+
+
+def test_lazy_bounded_consumption(dask_runner: Any) -> None:
+    """An endless generator streams through dask mode."""
+    import itertools
+
+    with dask_runner.stream(identity, itertools.count(), ordered=True) as results:
+        assert [next(results).value for _ in range(50)] == list(range(50))
+
+
+def test_a_crashing_item_is_worker_crashed(dask_runner: Any) -> None:
+    """A worker that dies under an item gives that item, and only it, WorkerCrashed."""
+    results = dask_runner.run_all(exit_on(7), range(20))
+    assert [r.index for r in results.errs] == [7]
+    assert isinstance(results[7].error, poolkit.WorkerCrashed)  # type: ignore[union-attr]
+
+
+def test_submit_in_dask_mode(dask_runner: Any) -> None:
+    """submit returns a Future of a Result."""
+    assert dask_runner.submit(double_or_raise, 4).result(timeout=30).unwrap() == 8
+
+
+def test_client_is_used_and_not_closed() -> None:
+    """client= uses the user's Client and leaves it open."""
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        results = poolkit.run_all(double_or_raise, [1, 2], mode="dask", client=client)
+        assert results.values == [2, 4]
+        assert client.status == "running"
+
+
+def _dask_cli(*args: str) -> list[str]:
+    script = Path(sys.executable).parent / "dask"
+    return [str(script), *args]
+
+
+def test_cluster_from_the_dask_command_line(tmp_path: Path) -> None:
+    """A scheduler and two workers started with the dask CLI; one worker killed mid-batch."""
+    scheduler_file = tmp_path / "scheduler.json"
+    root = str(Path(__file__).resolve().parents[1])  # workers import tests.helpers
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
+    scheduler = subprocess.Popen(
+        _dask_cli(
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-dashboard",
+            "--scheduler-file",
+            str(scheduler_file),
+        ),
+        **quiet,
+    )
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        assert wait_until(scheduler_file.exists, timeout=30)
+        for _ in range(2):
+            workers.append(
+                subprocess.Popen(
+                    _dask_cli(
+                        "worker",
+                        "--scheduler-file",
+                        str(scheduler_file),
+                        "--nthreads",
+                        "1",
+                        "--no-nanny",
+                        "--no-dashboard",
+                        "--host",
+                        "127.0.0.1",
+                    ),
+                    **quiet,
+                )
+            )
+        import json
+
+        address = json.loads(scheduler_file.read_text())["address"]
+        with distributed.Client(address) as probe:
+            probe.wait_for_workers(2, timeout=30)
+        retry = poolkit.Retry(attempts=3, on=poolkit.WorkerCrashed, backoff=0)
+        with poolkit.runner("dask", address=address) as runner:
+            stream = runner.stream(nap, [0.05] * 60, retry=retry)
+            results = []
+            for n, result in enumerate(stream):
+                results.append(result)
+                if n == 5:
+                    os.kill(workers[0].pid, signal.SIGKILL)
+        assert len(results) == 60
+        odd = [r for r in results if not (r.is_ok() or isinstance(r.error, poolkit.WorkerCrashed))]
+        assert not odd, odd[:3]
+        assert sum(r.is_ok() for r in results) >= 55
+    finally:
+        for process in [*workers, scheduler]:
+            process.terminate()
+        for process in [*workers, scheduler]:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def test_missing_extra_message() -> None:
+    """Without dask installed, mode='dask' names the extra to install."""
+    code = (
+        "import sys; sys.modules['distributed'] = None\n"
+        "import poolkit\n"
+        "try:\n    poolkit.run_all(abs, [1], mode='dask')\n"
+        "except ImportError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "poolkit[dask]" in out.stdout

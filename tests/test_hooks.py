@@ -1,0 +1,173 @@
+"""Hooks, HookError, the progress display and logging-free observability."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import poolkit
+from poolkit import Err, Ok
+from poolkit.testing import FatalError, Raise, TransientError, faulty
+
+from .helpers import identity
+
+PLAN = {1: [Raise(TransientError("t"))], 3: [Raise(FatalError("f"))]}
+RETRY = poolkit.Retry(attempts=2, on=TransientError, backoff=0)
+
+
+def test_hook_order_and_thread(mode: str) -> None:
+    """on_start, on_retry and on_result run in the calling thread, in a sensible order."""
+    caller = threading.get_ident()
+    events: list[tuple[str, Any, int]] = []
+    threads: set[int] = set()
+
+    def on_start(item: Any, attempt: int) -> None:
+        threads.add(threading.get_ident())
+        events.append(("start", item, attempt))
+
+    def on_retry(item: Any, attempt: int, error: BaseException, wait: float) -> None:
+        threads.add(threading.get_ident())
+        assert isinstance(error, TransientError)
+        assert wait == 0
+        events.append(("retry", item, attempt))
+
+    def on_result(result: Ok[Any] | Err) -> None:
+        threads.add(threading.get_ident())
+        events.append(("result", result.item, result.attempts))
+
+    results = poolkit.run_all(
+        faulty(identity, PLAN),
+        range(5),
+        mode=mode,
+        workers=2,
+        retry=RETRY,
+        on_start=on_start,
+        on_retry=on_retry,
+        on_result=on_result,
+    )
+    assert threads == {caller}
+    assert [r.is_ok() for r in results] == [True, True, True, False, True]
+    assert events.count(("start", 1, 1)) == 1
+    assert events.count(("start", 1, 2)) == 1
+    assert events.index(("start", 1, 1)) < events.index(("retry", 1, 1))
+    assert events.index(("retry", 1, 1)) < events.index(("start", 1, 2))
+    assert events.index(("start", 1, 2)) < events.index(("result", 1, 2))
+    assert sum(1 for e in events if e[0] == "result") == 5
+
+
+def test_a_hook_that_raises_loses_nothing(mode: str) -> None:
+    """The batch runs to its end; HookError names the hook, keeps the cause and the results."""
+    seen: list[int] = []
+
+    def bad(result: Ok[Any] | Err) -> None:
+        seen.append(result.index)
+        if result.index == 2:
+            raise LookupError("hook broke")
+
+    with pytest.raises(poolkit.HookError) as caught:
+        poolkit.run_all(identity, range(6), mode=mode, workers=2, on_result=bad)
+    error = caught.value
+    assert "on_result" in str(error)
+    assert error.hook == "on_result"
+    assert isinstance(error.__cause__, LookupError)
+    assert [r.value for r in error.results] == list(range(6))  # type: ignore[union-attr]
+    assert sorted(seen) == list(range(6))
+
+
+def test_hook_error_from_stream_comes_at_the_end() -> None:
+    """In a stream, a hook's error is raised after the last Result."""
+
+    def bad(_: Any) -> None:
+        raise ValueError("x")
+
+    got: list[Any] = []
+
+    def consume() -> None:
+        for r in poolkit.stream(identity, range(4), on_result=bad, ordered=True):
+            got.append(r.value)
+
+    with pytest.raises(poolkit.HookError):
+        consume()
+    assert got == [0, 1, 2, 3]
+
+
+def test_progress_callable_gets_snapshots() -> None:
+    """progress= accepts a callable fed Progress snapshots, retries counted."""
+    snapshots: list[poolkit.Progress] = []
+    poolkit.run_all(faulty(identity, PLAN), range(5), retry=RETRY, progress=snapshots.append)
+    last = snapshots[-1]
+    assert last.finished
+    assert last.done == 5
+    assert last.total == 5
+    assert (last.ok, last.err, last.retries) == (4, 1, 1)
+    assert [s.done for s in snapshots if not s.finished] == sorted(
+        s.done for s in snapshots if not s.finished
+    )
+
+
+def test_progress_bar_is_silent_off_a_terminal(capfd: pytest.CaptureFixture[str]) -> None:
+    """progress=True draws nothing when stderr is not a terminal."""
+    poolkit.run_all(identity, range(3), progress=True)
+    assert capfd.readouterr().err == ""
+
+
+def test_progress_bar_on_a_pseudo_terminal() -> None:
+    """On a terminal, the bar shows done/total, ok/err, retries and the rate."""
+    code = (
+        "import poolkit\n"
+        "from poolkit.testing import faulty, Raise, TransientError, FatalError\n"
+        "plan = {1: [Raise(TransientError('t'))], 3: [Raise(FatalError('f'))]}\n"
+        "retry = poolkit.Retry(attempts=2, on=TransientError, backoff=0)\n"
+        "poolkit.run_all(faulty(abs, plan), range(5), retry=retry, progress=True)\n"
+        "print('done')\n"
+    )
+    leader, follower = pty.openpty()
+    child = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        close_fds=True,
+    )
+    os.close(follower)
+    captured = b""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        captured += chunk
+    child.wait(30)
+    os.close(leader)
+    text = captured.decode(errors="replace")
+    final = [line for line in re.split(r"[\r\n]", text) if "5/5" in line][-1]
+    assert "5/5" in final
+    assert "ok 4" in final
+    assert "err 1" in final
+    assert "retry 1" in final
+    assert "/s" in final
+    assert "done" in text
+
+
+def test_summary_on_known_latencies() -> None:
+    """summary() of a real batch reflects its latencies and errors."""
+    results = poolkit.run_all(
+        lambda x: time.sleep(x) or x, [0.0, 0.0, 0.3, -1.0], mode="thread", workers=4
+    )
+    summary = results.summary()
+    assert (summary.ok, summary.err) == (3, 1)
+    assert summary.errors_by_type == {"ValueError": 1}
+    assert summary.max >= 0.3
+    assert summary.slowest[0][1] == 0.3
+    assert summary.wall_time >= 0.3
