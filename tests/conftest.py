@@ -93,6 +93,27 @@ def process_runner() -> Iterator[poolkit.Runner]:
         yield runner
 
 
+@pytest.fixture(scope="session")
+def runners() -> Iterator[dict[str, poolkit.Runner]]:
+    """One warm runner per local mode, shared by the examples of the property tests."""
+    with (
+        poolkit.runner("serial") as serial,
+        poolkit.runner("thread", workers=4) as thread,
+        poolkit.runner("process", workers=2) as process,
+        poolkit.runner("async", workers=8) as aio,
+    ):
+        yield {"serial": serial, "thread": thread, "process": process, "async": aio}
+
+
+def alive(pid: int) -> bool:
+    """True while process ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
 @pytest.fixture(params=LOCAL_MODES)
 def mode(request: pytest.FixtureRequest) -> str:
     """Each local mode in turn."""

@@ -171,3 +171,19 @@ def test_summary_on_known_latencies() -> None:
     assert summary.max >= 0.3
     assert summary.slowest[0][1] == 0.3
     assert summary.wall_time >= 0.3
+
+
+def test_logging(caplog: pytest.LogCaptureFixture) -> None:
+    """One debug record per attempt, a warning per retry, nothing at INFO when all is well."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="poolkit"):
+        poolkit.run_all(identity, range(5))
+    assert caplog.records == []
+    with caplog.at_level(logging.DEBUG, logger="poolkit"):
+        poolkit.run_all(faulty(identity, PLAN), range(5), retry=RETRY)
+    debug = [r for r in caplog.records if r.levelno == logging.DEBUG]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(debug) == 6  # 5 items, one of them twice
+    assert len(warnings) == 1
+    assert "item #1 attempt 1" in warnings[0].getMessage()

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from .conftest import wait_until
+from .conftest import alive, wait_until
 
 SCRIPT = textwrap.dedent("""
     import os, sys, time, poolkit
@@ -39,14 +39,6 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
-
-
 @pytest.mark.parametrize("case", ["hung", "backoff"])
 @pytest.mark.parametrize("mode", ["serial", "thread", "async", "process"])
 def test_sigint_propagates_promptly(mode: str, case: str) -> None:
@@ -72,4 +64,4 @@ def test_sigint_propagates_promptly(mode: str, case: str) -> None:
     assert "KeyboardInterrupt" in err
     assert child.returncode != 0
     assert took < 2.0, f"exit took {took:.2f} s"  # under a second to raise, plus exit
-    assert wait_until(lambda: not any(_alive(p) for p in pids - {child.pid}), timeout=5)
+    assert wait_until(lambda: not any(alive(p) for p in pids - {child.pid}), timeout=5)

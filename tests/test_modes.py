@@ -31,18 +31,6 @@ def _shape(results: poolkit.Results[Any]) -> list[tuple[int, Any, str | None, An
     ]
 
 
-@pytest.fixture(scope="module")
-def runners() -> Any:
-    """One warm runner per local mode, shared by the examples of the property test."""
-    with (
-        poolkit.runner("serial") as serial,
-        poolkit.runner("thread", workers=4) as thread,
-        poolkit.runner("process", workers=2) as process,
-        poolkit.runner("async", workers=8) as aio,
-    ):
-        yield {"serial": serial, "thread": thread, "process": process, "async": aio}
-
-
 @given(st.lists(st.integers(-50, 50), max_size=40))
 def test_every_mode_matches_serial(runners: Any, items: list[int]) -> None:
     """Random inputs, some raising: every mode gives serial mode's Results."""

@@ -29,18 +29,6 @@ from .helpers import identity, nap
 NO_WAIT = poolkit.Retry(attempts=3, on=(TransientError, poolkit.TaskTimeout), backoff=0)
 
 
-@pytest.fixture(scope="module")
-def runners() -> Any:
-    """Warm runners per mode for the property tests."""
-    with (
-        poolkit.runner("serial") as serial,
-        poolkit.runner("thread", workers=4) as thread,
-        poolkit.runner("process", workers=2) as process,
-        poolkit.runner("async", workers=4) as aio,
-    ):
-        yield {"serial": serial, "thread": thread, "process": process, "async": aio}
-
-
 @given(fault_plans(list(range(12)), max_attempts=4, kinds=("transient", "fatal")))
 def test_fault_plans_are_followed_in_every_mode(runners: Any, plan: Any) -> None:
     """Random scripts of transient/fatal faults: one Result per item, exact attempts and types."""

@@ -20,7 +20,7 @@ import poolkit
 from poolkit import Err, Ok, WorkerCrashed
 from poolkit.testing import Crash, TransientError, check_invariants, fault_plans, faulty
 
-from .conftest import live_children, wait_until
+from .conftest import alive, live_children, wait_until
 from .crashers import exit_on, oom_on, segfault_on, sigkill_on
 from .helpers import identity, nap, pid
 
@@ -232,15 +232,7 @@ def test_runner_context_manager_stops_workers() -> None:
     """Leaving a runner's with block stops its processes."""
     with poolkit.runner("process", workers=2) as runner:
         pids = set(runner.run_all(pid, range(10)).values)
-    assert wait_until(lambda: all(not _alive(p) for p in pids))
-
-
-def _alive(process_id: int) -> bool:
-    try:
-        with open(f"/proc/{process_id}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
+    assert wait_until(lambda: all(not alive(p) for p in pids))
 
 
 def _run_script(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -289,7 +281,7 @@ def test_workers_exit_when_the_parent_is_killed() -> None:
         workers = {int(parent.stdout.readline()), int(parent.stdout.readline())}
         parent.send_signal(signal.SIGKILL)
         parent.wait(10)
-    assert wait_until(lambda: not any(_alive(w) for w in workers), timeout=10), workers
+    assert wait_until(lambda: not any(alive(w) for w in workers), timeout=10), workers
 
 
 def test_submit_in_process_mode_and_crash() -> None:

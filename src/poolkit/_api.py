@@ -14,7 +14,7 @@ from ._observe import Observer
 from ._policies import CancelToken, RateLimit, Retry
 from ._progress import make_progress
 from ._results import Err, Ok, Results
-from ._runner import BackendRunner, Runner
+from ._runner import POLICY_NAMES, BackendRunner, Runner
 from ._stream import AsyncResultStream, ResultStream
 from ._validate import (
     check_callable,
@@ -211,19 +211,7 @@ def stream(
     return results
 
 
-_CALL_OPTIONS = (
-    "retry",
-    "timeout",
-    "deadline",
-    "fail_fast",
-    "cancel",
-    "rate_limit",
-    "max_in_flight",
-    "progress",
-    "on_result",
-    "on_start",
-    "on_retry",
-)
+_CALL_OPTIONS = (*POLICY_NAMES, "progress", "on_result", "on_start", "on_retry")
 
 
 class _AsyncBatch:

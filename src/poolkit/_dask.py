@@ -2,9 +2,11 @@
 
 Small items travel in chunks (one Dask task per chunk, one Result per item inside).
 A running Dask task cannot be interrupted, so a timeout or a stop abandons it
-(``TaskTimeout.stopped`` is False) and cancels what has not started. When a worker
-dies under a chunk (``KilledWorker``), its items are sent again one per task, so the
-death is charged to the one item that causes it: ``WorkerCrashed``.
+(``TaskTimeout.stopped`` is False) and cancels what has not started. Dask reports
+``KilledWorker`` for every task queued on a worker that died, not only for the one
+that killed it; so the items of such tasks become suspects: new work waits, what runs
+finishes, and each suspect runs alone on the cluster. One that kills its worker then
+is the culprit (``WorkerCrashed``); the others just succeed.
 
 With no ``client`` or ``address``, a ``LocalCluster`` of ``workers`` processes is
 started and closed with the runner; it is configured with ``allowed-failures: 0`` so
@@ -96,14 +98,12 @@ class DaskBackend(Backend):
         self.default_in_flight = 64 * workers
         self._chunksize = chunksize
         self.single_items = False  # set while a timeout is in force: starts must be exact
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._seq = itertools.count(1)
         self._live: dict[Any, Any] = {}  # dask future key -> future
         self._queued: deque[Task] = deque()
         self._room = 2 * workers  # Dask tasks in flight: enough to keep every worker fed
-        self._kills: dict[int, int] = {}  # id(task) -> times killed while running alone
-        # Our own cluster reports a death at once; a user's retries it (3 times by default).
-        self._strikes = 3 if self._cluster is not None else 1
+        self._suspects: deque[tuple[Task, int]] = deque()  # items of killed tasks, to probe
 
     def start(self, tasks: Sequence[Task]) -> None:
         with self._lock:
@@ -111,33 +111,42 @@ class DaskBackend(Backend):
         self._dispatch()
 
     def _dispatch(self) -> None:
-        """Send queued items as chunks while the cluster has room for more tasks."""
+        """Send queued items as chunks while the cluster has room; probe suspects alone."""
         while True:
             with self._lock:
-                queued = self._queued
-                if not queued or len(self._live) >= self._room:
-                    return
-                free = self._room - len(self._live)
-                size = 1 if self.single_items else self._chunk_size(-(-len(queued) // free))
-                chunk = [queued.popleft()]
-                while queued and len(chunk) < size and queued[0].fn is chunk[0].fn:
-                    chunk.append(queued.popleft())
-                chunk = [t for t in chunk if t.running]
-            if chunk:
-                self._submit(chunk)
+                if self._suspects:
+                    # Quarantine: nothing else runs, so a death now is the probe's own.
+                    if self._live:
+                        return
+                    task, number = self._suspects.popleft()
+                    if not (task.running and task.attempts == number):
+                        continue
+                    chunk, probe = [task], True
+                else:
+                    queued = self._queued
+                    if not queued or len(self._live) >= self._room:
+                        return
+                    free = self._room - len(self._live)
+                    size = 1 if self.single_items else self._chunk_size(-(-len(queued) // free))
+                    chunk = [queued.popleft()]
+                    while queued and len(chunk) < size and queued[0].fn is chunk[0].fn:
+                        chunk.append(queued.popleft())
+                    chunk = [t for t in chunk if t.running]
+                    probe = False
+                if chunk:
+                    self._submit(chunk, probe)
 
     def _chunk_size(self, count: int) -> int:
         if self._chunksize is not None:
             return self._chunksize
         return max(1, min(_TARGET_CHUNK, count))
 
-    def _submit(self, chunk: list[Task]) -> None:
+    def _submit(self, chunk: list[Task], probe: bool) -> None:
+        """Submit one Dask task for ``chunk`` (called with the lock held)."""
         entries = [(next(self._seq), task, task.attempts) for task in chunk]
         try:
             future = self._client.submit(
-                run_chunk,
-                chunk[0].fn,
-                [(seq, task.item, n) for seq, task, n in entries],
+                run_chunk, chunk[0].fn, [(seq, task.item, n) for seq, task, n in entries],
                 pure=False,
             )
         except Exception as error:
@@ -146,38 +155,31 @@ class DaskBackend(Backend):
             return
         for _, task, _ in entries:
             task.ticket = future
-        with self._lock:
-            self._live[future.key] = future
-        future.add_done_callback(lambda f: self._finished(f, entries))
+        self._live[future.key] = future
+        future.add_done_callback(lambda f: self._finished(f, entries, probe))
 
-    def _finished(self, future: Any, entries: list[tuple[int, Task, int]]) -> None:
+    def _finished(self, future: Any, entries: list[tuple[int, Task, int]], probe: bool) -> None:
         with self._lock:
             self._live.pop(future.key, None)
         try:
-            self._deliver(future, entries)
+            self._deliver(future, entries, probe)
         finally:
             self._dispatch()
 
-    def _deliver(self, future: Any, entries: list[tuple[int, Task, int]]) -> None:
+    def _deliver(self, future: Any, entries: list[tuple[int, Task, int]], probe: bool) -> None:
         if future.cancelled():
             return
         try:
             done = future.result()
         except self._killed_worker as error:
-            # Every task queued on a dead worker is reported killed, not only the one that
-            # killed it: send each item alone, and blame an item only after it was killed
-            # ``_strikes`` times running alone.
-            for _, task, number in entries:
-                if not (task.running and task.attempts == number):
-                    continue
-                strikes = self._kills.get(id(task), 0) + (len(entries) == 1)
-                if strikes >= self._strikes:
-                    self._kills.pop(id(task), None)
+            live = [(t, n) for _, t, n in entries if t.running and t.attempts == n]
+            if probe:  # it ran alone and its worker died: it is the culprit
+                for task, number in live:
                     crash = WorkerCrashed(exitcode=None, pid=None, detail=f"Dask reports {error}")
                     task.reply.put((task, number, False, crash))
-                else:
-                    self._kills[id(task)] = strikes
-                    self._submit([task])
+            else:  # every task queued on a dead worker is reported: find the one
+                with self._lock:
+                    self._suspects.extend(live)
             return
         except BaseException as error:  # the cluster failed the task itself
             for _, task, number in entries:
@@ -187,7 +189,6 @@ class DaskBackend(Backend):
         replies: dict[int, tuple[Any, list[Any]]] = {}
         for seq, ok, payload in done:
             task, number = by_seq[seq]
-            self._kills.pop(id(task), None)
             value = payload if ok else unpack_error(payload)
             group = replies.setdefault(id(task.reply), (task.reply, []))
             group[1].append((task, number, ok, value))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from ._task import Inbox, Task
 __all__ = ["Engine", "Hooks", "Policies", "Source"]
 
 _FATAL = (KeyboardInterrupt, SystemExit)
+log = logging.getLogger("poolkit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +118,7 @@ class Engine:
         self._on_start = hooks.on_start
         self._on_retry = hooks.on_retry
         self.hook_errors = [] if hook_errors is None else hook_errors
+        self._debug = log.isEnabledFor(logging.DEBUG)  # checked once: the per-item path stays lean
 
         self._ordered = ordered
         self._buffer: dict[int, Ok[Any] | Err] = {}
@@ -247,6 +250,9 @@ class Engine:
         if not task.running or task.attempts != number:
             return  # the engine gave up on this attempt already (timeout, stop)
         self._end_attempt(task)
+        if self._debug:
+            outcome = "ok" if ok else f"failed: {payload!r}"
+            log.debug("item #%d attempt %d %s", task.index, number, outcome)
         if ok:
             self._finish(task, Ok(payload, task.item, task.index, number, now - task.first_start))
         else:
@@ -275,6 +281,8 @@ class Engine:
                 heapq.heappush(timers, (started + timeout, next(self._seq), task, number))
                 continue
             stopped = self._backend.can_stop(task)
+            if self._debug:
+                log.debug("item #%d attempt %d timed out after %s s", task.index, number, timeout)
             self._end_attempt(task)
             self._backend.stop([task])
             self._failed(task, TaskTimeout(timeout, stopped=stopped), now)
@@ -289,6 +297,13 @@ class Engine:
                 policy_error.__context__ = error
                 error, again = policy_error, False
             if again:
+                log.warning(
+                    "item #%d attempt %d failed with %r; retrying in %.2f s",
+                    task.index,
+                    task.attempts,
+                    error,
+                    wait,
+                )
                 if self._on_retry is not None:
                     self._call_hook(
                         "on_retry", self._on_retry, task.item, task.attempts, error, wait
