@@ -20,6 +20,7 @@ import bench_dask
 import bench_download
 import bench_memory
 import bench_overhead
+import bench_recovery
 
 import poolkit
 
@@ -110,6 +111,7 @@ def main() -> None:
     memory = bench_memory.main(2_000_000)
     io_lines, io_points = bench_download.main()
     dask = bench_dask.main()
+    recovery = bench_recovery.main()
     cpu_points = cpu_by_workers()
     cpu_table = [
         "\n## CPU-bound speed-up by worker count (process mode, warm runner)\n",
@@ -126,7 +128,7 @@ def main() -> None:
         "- A cold `run_all` in process mode includes starting the workers (about 0.1 s "
         "here); a warm `poolkit.runner` does not.",
     ]
-    text = header + overhead + cpu + cpu_table + memory + io_lines + dask + notes
+    text = header + overhead + cpu + cpu_table + recovery + memory + io_lines + dask + notes
     text += plots(overhead, cpu_points, io_points)
     (DOCS / "benchmarks.md").write_text("\n".join(text) + "\n")
     print(f"\nwrote {DOCS / 'benchmarks.md'} in {time.perf_counter() - started:.0f} s")

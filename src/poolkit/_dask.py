@@ -146,7 +146,9 @@ class DaskBackend(Backend):
         entries = [(next(self._seq), task, task.attempts) for task in chunk]
         try:
             future = self._client.submit(
-                run_chunk, chunk[0].fn, [(seq, task.item, n) for seq, task, n in entries],
+                run_chunk,
+                chunk[0].fn,
+                [(seq, task.item, n) for seq, task, n in entries],
                 pure=False,
             )
         except Exception as error:
