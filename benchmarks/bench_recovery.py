@@ -7,6 +7,7 @@ Run: python benchmarks/bench_recovery.py
 from __future__ import annotations
 
 import os
+from functools import partial
 import statistics
 import sys
 import time
@@ -16,10 +17,10 @@ sys.path.insert(0, __file__.rsplit("/", 1)[0])
 import poolkit
 
 
-def record(x: int) -> tuple[int, float]:
-    """Crash on multiples of 50 (after noting the time); else say who ran it and when."""
+def record(deaths_file: str, x: int) -> tuple[int, float]:
+    """Crash on every 50th item (after noting the time); else say who ran it and when."""
     if x % 50 == 49:
-        with open(os.environ["POOLKIT_BENCH_DEATHS"], "a") as log:
+        with open(deaths_file, "a") as log:
             log.write(f"{time.time()}\n")
         os._exit(1)
     time.sleep(0.002)
@@ -28,11 +29,10 @@ def record(x: int) -> tuple[int, float]:
 
 def main() -> list[str]:
     deaths_file = f"/tmp/poolkit-bench-deaths-{os.getpid()}"
-    os.environ["POOLKIT_BENCH_DEATHS"] = deaths_file
     try:
         with poolkit.runner("process", workers=2) as runner:
             runner.run_all(abs, [1, 2])
-            results = runner.run_all(record, range(500), max_in_flight=8)
+            results = runner.run_all(partial(record, deaths_file), range(500), max_in_flight=8)
         with open(deaths_file) as log:
             deaths = sorted(float(line) for line in log)
     finally:

@@ -119,10 +119,14 @@ def main() -> None:
         "|---|---|",
     ] + [f"| {w} | {s:.2f}x |" for w, s in cpu_points]
     print("\n".join(cpu_table))
+    threads = {w: secs for mode, w, secs in io_points if mode == "thread"}
+    efficiency = {w: (-(-200 // w) * 0.05) / secs for w, secs in threads.items()}
     notes = [
         "\n## Reading these numbers\n",
-        "- More threads are not always faster: past the point where the server and the "
-        "GIL are busy, 128 threads finish later than 64 (see the I/O plot).",
+        "- More threads are not always faster: thread mode reaches "
+        f"{efficiency[8]:.0%} of the ideal with 8 threads but {efficiency[128]:.0%} with 128, "
+        f"and 128 threads take {threads[128] / threads[64]:.2f}x the time of 64: the "
+        "server and the GIL become the bottleneck (see the I/O plot).",
         "- Process mode batches small items into chunks; `max_in_flight` bounds how many "
         "items are in flight (default 64 per worker). A larger bound gives larger chunks.",
         "- A cold `run_all` in process mode includes starting the workers (about 0.1 s "
