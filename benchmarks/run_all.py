@@ -108,7 +108,7 @@ def main() -> None:
     ]
     overhead = bench_overhead.main()
     cpu = bench_cpu.main()
-    memory = bench_memory.main(2_000_000)
+    memory = bench_memory.main(2_000_000, 10_000_000)
     io_lines, io_points = bench_download.main()
     dask = bench_dask.main()
     recovery = bench_recovery.main()

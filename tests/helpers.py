@@ -48,3 +48,24 @@ async def async_double(x: int) -> int:
     if x % 7 == 0:
         raise Boom(f"boom {x}")
     return 2 * x
+
+
+class CountingBlob:
+    """A large payload that counts how often this process pickles it."""
+
+    pickled = 0
+
+    def __init__(self, size: int) -> None:
+        self.data = b"x" * size
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        CountingBlob.pickled += 1
+        return (CountingBlob, (len(self.data),))
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+def size_plus(pair: tuple[Any, int]) -> int:
+    """len(pair[0]) + pair[1]."""
+    return len(pair[0]) + pair[1]

@@ -94,6 +94,23 @@ def test_a_crashing_item_is_worker_crashed(dask_runner: Any) -> None:
     assert isinstance(results[7].error, poolkit.WorkerCrashed)  # type: ignore[union-attr]
 
 
+def test_large_argument_scattered_once(dask_runner: Any) -> None:
+    """A big object scattered once and referenced by its Future in each item is sent once."""
+    from .helpers import CountingBlob, size_plus
+
+    client = dask_runner._get_backend()._client
+    blob = CountingBlob(5_000_000)
+    CountingBlob.pickled = 0
+    shared = client.scatter(blob, broadcast=True)
+    by_scatter = CountingBlob.pickled
+    results = dask_runner.run_all(size_plus, [(shared, x) for x in range(40)])
+    assert results.values == [5_000_000 + x for x in range(40)]
+    assert CountingBlob.pickled == by_scatter  # running 40 items pickled it no more
+    CountingBlob.pickled = 0
+    dask_runner.run_all(size_plus, [(blob, x) for x in range(4)])
+    assert CountingBlob.pickled >= 1  # sent with the items when not scattered
+
+
 def test_submit_in_dask_mode(dask_runner: Any) -> None:
     """submit returns a Future of a Result."""
     assert dask_runner.submit(double_or_raise, 4).result(timeout=30).unwrap() == 8

@@ -187,3 +187,39 @@ def test_logging(caplog: pytest.LogCaptureFixture) -> None:
     assert len(debug) == 6  # 5 items, one of them twice
     assert len(warnings) == 1
     assert "item #1 attempt 1" in warnings[0].getMessage()
+
+
+def test_progress_bar_steps_aside_for_on_result_prints() -> None:
+    """Lines printed by on_result never share a line with the bar."""
+    code = (
+        "import poolkit\n"
+        "poolkit.run_all(abs, range(5), mode='serial', progress='force',\n"
+        "                on_result=lambda r: print(f'RESULT {r.index}', flush=True))\n"
+    )
+    leader, follower = pty.openpty()
+    child = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        close_fds=True,
+    )
+    os.close(follower)
+    captured = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        captured += chunk
+    child.wait(30)
+    os.close(leader)
+    lines = captured.decode(errors="replace").split("\n")
+    for line in lines:
+        if "RESULT" in line:
+            # what precedes the printed text on its line was erased ("\x1b[2K") first
+            before = line.split("RESULT")[0]
+            assert before.endswith("\r\x1b[2K") or before in ("", "\r"), repr(line)
+    assert sum("RESULT" in line for line in lines) == 5

@@ -34,10 +34,15 @@ class Observer:
                 self.errors.append(("progress", error))
                 self._progress = None
         if self._on_result is not None:
+            progress = self._progress
+            if progress is not None:
+                progress.suspend()  # what the hook prints must not land on the bar's line
             try:
                 self._on_result(result)
             except Exception as error:
                 self.errors.append(("on_result", error))
+            if progress is not None:
+                progress.resume()
 
     def wrap_on_retry(
         self, hook: Callable[[Any, int, BaseException, float], Any] | None

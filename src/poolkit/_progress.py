@@ -70,6 +70,18 @@ class _Counter:
     def close(self) -> None:
         self._render(self._snapshot(finished=True))
 
+    def suspend(self) -> None:
+        """Take the bar off the screen while a hook may print."""
+        clear = getattr(self._render, "clear", None)
+        if clear is not None:
+            clear()
+
+    def resume(self) -> None:
+        """Put the bar back after a hook printed."""
+        redraw = getattr(self._render, "redraw", None)
+        if redraw is not None:
+            redraw()
+
     def _maybe_render(self) -> None:
         now = time.monotonic()
         if now - self._last >= self._interval:
@@ -101,12 +113,28 @@ class ProgressBar:
     def __init__(self, stream: TextIO, width: int | None = None) -> None:
         self._stream = stream
         self._width = width
+        self._line = ""
 
     def __call__(self, progress: Progress) -> None:
-        line = self.format(progress)
+        self._line = self.format(progress)
         end = "\n" if progress.finished else ""
-        self._stream.write(f"\r\x1b[2K{line}{end}")
+        self._stream.write(f"\r\x1b[2K{self._line}{end}")
         self._stream.flush()
+        if progress.finished:
+            self._line = ""
+
+    def clear(self) -> None:
+        """Erase the bar's line (so other output starts on a clean line)."""
+        if self._line:
+            self._stream.write("\r\x1b[2K")
+            self._stream.flush()
+
+    def redraw(self) -> None:
+        """Draw the last bar again, after other output was written."""
+        if self._line:
+            sys.stdout.flush()
+            self._stream.write(f"\r\x1b[2K{self._line}")
+            self._stream.flush()
 
     def format(self, p: Progress) -> str:
         counts = f"ok {p.ok}  err {p.err}" + (f"  retry {p.retries}" if p.retries else "")

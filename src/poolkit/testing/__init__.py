@@ -3,7 +3,7 @@
 - ``faulty(fn, plan)`` wraps ``fn`` so each item follows a script of outcomes, one per
   attempt: ``Return()``, ``Raise(error)``, ``Hang(seconds)`` or ``Crash(exitcode)``.
 - ``fault_plans(keys)`` is a hypothesis strategy of such plans.
-- ``check_invariants(results, items, plan, retry)`` asserts poolkit's promises for a
+- ``check_invariants(results, items, plan, policy)`` asserts poolkit's promises for a
   batch run with a plan, with messages that say which item broke which promise.
 - The pytest plugin (installed with poolkit) gives the fixtures ``poolkit_mode`` and
   ``poolkit_runner``, parametrized over every mode available here.

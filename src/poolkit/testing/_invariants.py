@@ -42,16 +42,18 @@ def check_invariants(
     results: Sequence[Ok[Any] | Err],
     items: Sequence[Any],
     plan: FaultPlan,
-    retry: Retry | None = None,
+    policy: Retry | None = None,
     *,
     timeout: float | None = None,
     key: Any = None,
 ) -> None:
     """Assert one Result per item, in order, with the attempts and error types the plan implies.
 
-    ``key`` is the same item-to-plan-key function given to ``faulty`` (default: the item).
-    Raises ``AssertionError`` listing every broken promise.
+    ``policy`` is the batch's ``Retry`` (None: no retry) and ``timeout`` its per-attempt
+    timeout, if any. ``key`` is the same item-to-plan-key function given to ``faulty``
+    (default: the item). Raises ``AssertionError`` listing every broken promise.
     """
+    retry = policy
     problems: list[str] = []
     if len(results) != len(items):
         problems.append(f"{len(items)} items gave {len(results)} results (expected one per item)")

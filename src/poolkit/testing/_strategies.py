@@ -11,14 +11,16 @@ __all__ = ["fault_plans", "items"]
 
 
 def fault_plans(
-    keys: Sequence[Hashable],
+    keys: Sequence[Hashable] = tuple(range(10)),
     *,
     max_attempts: int = 3,
     fault_probability: float = 0.3,
     kinds: Sequence[str] = ("transient", "fatal"),
     hang_seconds: float = 30.0,
 ) -> Any:
-    """A strategy of plans for ``keys``: per key, a script of up to ``max_attempts`` outcomes.
+    """A strategy of plans for ``keys`` (default: the items 0-9), a script per key.
+
+    Each script has up to ``max_attempts`` outcomes.
 
     Each attempt is a fault with ``fault_probability``, else a return (which ends the
     script). ``kinds`` picks the faults: ``"transient"`` (raises TransientError),
