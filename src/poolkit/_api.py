@@ -47,7 +47,8 @@ def _open(mode: Mode, workers: int | None, options: dict[str, Any]) -> tuple[Run
     raise AssertionError("unreachable")
 
 
-def _refuse_running_loop(mode: Mode, alternative: str) -> None:
+def _refuse_running_loop(mode: Mode, call: str, instead: str) -> None:
+    """Async mode cannot block a thread whose event loop is running: point to the async call."""
     if mode != "async":
         return
     try:
@@ -55,8 +56,8 @@ def _refuse_running_loop(mode: Mode, alternative: str) -> None:
     except RuntimeError:
         return
     raise RuntimeError(
-        f"{alternative.replace('a', '', 1)}(mode='async') was called while an event loop is "
-        f"running in this thread; use `await poolkit.{alternative}(...)` there instead"
+        f"poolkit.{call}(mode='async') was called while an event loop is running in this "
+        f"thread, which it would block; use `{instead}` there instead"
     )
 
 
@@ -129,7 +130,7 @@ def run_all(
         >>> results.values
         [1.0, 0.25]
     """
-    _refuse_running_loop(mode, "arun_all")
+    _refuse_running_loop(mode, "run_all", "await poolkit.arun_all(...)")
     hooks = {k: options.pop(k) for k in ("on_start", "on_retry") if k in options}
     check_workers(workers)
     runner_, owned = _open(mode, workers, options)
@@ -196,7 +197,7 @@ def stream(
         >>> first
         [0, 1, 4]
     """
-    _refuse_running_loop(mode, "astream")
+    _refuse_running_loop(mode, "stream", "async for r in poolkit.astream(...)")
     check_workers(workers)
     per_call = {k: options.pop(k) for k in _CALL_OPTIONS if k in options}
     runner_, owned = _open(mode, workers, options)

@@ -9,7 +9,8 @@ stopped item's worker is terminated (then killed after a grace period) and repla
 
 Threads in the parent: the engine's thread calls ``start``/``stop``; one collector
 thread per backend reads results and watches the workers' sentinels. One lock guards
-the shared state.
+the shared state. ``_worker_handle.py`` starts and stops the processes; ``_worker.py``
+is what runs inside them.
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ from ._backend import Backend
 from ._errors import PoolkitError, WorkerCrashed
 from ._pickling import dumps, unpack_error, why_unpicklable
 from ._task import Task
-from ._worker import worker_main
+from ._worker_handle import WorkerHandle, default_start_method, kill_all, preload_worker_module
 
-__all__ = ["ProcessBackend"]
+__all__ = ["Entry", "ProcessBackend"]
 
 _TARGET_CHUNK_SECONDS = 0.01
 _MAX_CHUNK = 512
@@ -43,32 +44,7 @@ _CHUNKS_AHEAD = 2  # chunks queued per worker, so it never waits for the parent
 _BOOT_FAILURES = 3  # workers dying in a row before saying anything: the pool is broken
 
 
-def _preload_worker_module() -> None:
-    """Have the forkserver import poolkit once, so each worker forks ready (80 ms -> 16 ms).
-
-    Only extends the preload list, and only before the forkserver starts; a list the
-    user set is kept.
-    """
-    try:
-        from multiprocessing import forkserver
-
-        server = forkserver._forkserver
-        if getattr(server, "_forkserver_pid", None) is not None:
-            return
-        modules = list(getattr(server, "_preload_modules", None) or ["__main__"])
-        if "poolkit._worker" not in modules:
-            server.set_forkserver_preload([*modules, "poolkit._worker"])
-    except Exception:  # a Python without these internals: start-up is merely slower
-        pass
-
-
-def default_start_method() -> str:
-    """forkserver where it exists (fork is unsafe in a process with threads), else spawn."""
-    methods = multiprocessing.get_all_start_methods()
-    return "forkserver" if "forkserver" in methods else "spawn"
-
-
-class _Entry:
+class Entry:
     """One attempt sent to a worker, by ``seq`` (unique per backend)."""
 
     __slots__ = ("number", "seq", "task", "worker")
@@ -77,36 +53,7 @@ class _Entry:
         self.seq = seq
         self.task = task
         self.number = number
-        self.worker: _Worker | None = None
-
-
-class _Worker:
-    __slots__ = (
-        "budget",
-        "chunks",
-        "dying",
-        "fn_keys",
-        "pid",
-        "process",
-        "results",
-        "slot",
-        "spoke",
-        "tasks",
-        "terminated_at",
-    )
-
-    def __init__(self, slot: int) -> None:
-        self.slot = slot
-        self.chunks: deque[list[_Entry]] = deque()  # sent, oldest first
-        self.fn_keys: set[int] = set()
-        self.dying = False  # we are stopping it on purpose
-        self.terminated_at = 0.0
-        self.budget: int | None = None  # tasks it may still take (max_tasks_per_child)
-        self.spoke = False  # it has sent at least one message
-        self.process: Any = None
-        self.tasks: Any = None
-        self.results: Any = None
-        self.pid: int | None = None
+        self.worker: WorkerHandle | None = None
 
 
 class ProcessBackend(Backend):
@@ -146,16 +93,16 @@ class ProcessBackend(Backend):
         self._workers_wanted = workers
         self._context: BaseContext = multiprocessing.get_context(method)
         if method == "forkserver":
-            _preload_worker_module()
+            preload_worker_module()
         self._initializer = initializer
         self._initargs = tuple(initargs)
         self._max_tasks = max_tasks_per_child
         self._chunksize = chunksize
         self._slots: Any = self._context.RawArray("d", 2 * workers)
         self._lock = threading.RLock()
-        self._workers: list[_Worker | None] = [None] * workers
-        self._pending: deque[_Entry] = deque()
-        self._entries: dict[int, _Entry] = {}
+        self._workers: list[WorkerHandle | None] = [None] * workers
+        self._pending: deque[Entry] = deque()
+        self._entries: dict[int, Entry] = {}
         self._seq = itertools.count(1)
         self._functions: dict[int, tuple[Callable[[Any], Any], bytes | Exception]] = {}
         self._item_seconds: float | None = None
@@ -164,7 +111,7 @@ class ProcessBackend(Backend):
         self._closed = False
         self._wake_r, self._wake_w = self._context.Pipe(duplex=False)
         self._collector: threading.Thread | None = None
-        self._finalizer = weakref.finalize(self, _kill_all, self._workers)
+        self._finalizer = weakref.finalize(self, kill_all, self._workers)
 
     # -- the engine's interface -------------------------------------------------------
 
@@ -185,7 +132,7 @@ class ProcessBackend(Backend):
                 if refused is not None:
                     task.reply.put((task, task.attempts, False, _copy_error(refused)))
                     continue
-                entry = _Entry(next(seq), task, task.attempts)
+                entry = Entry(next(seq), task, task.attempts)
                 task.ticket = entry
                 entries[entry.seq] = entry
                 pending.append(entry)
@@ -194,10 +141,10 @@ class ProcessBackend(Backend):
 
     def stop(self, tasks: Sequence[Task]) -> None:
         with self._lock:
-            stopping: set[_Worker] = set()
+            stopping: set[WorkerHandle] = set()
             for task in tasks:
                 entry = task.ticket
-                if not isinstance(entry, _Entry) or self._entries.get(entry.seq) is not entry:
+                if not isinstance(entry, Entry) or self._entries.get(entry.seq) is not entry:
                     continue
                 del self._entries[entry.seq]
                 if entry.worker is None:
@@ -215,7 +162,7 @@ class ProcessBackend(Backend):
 
     def started_at(self, task: Task) -> float | None:
         entry = task.ticket
-        if not isinstance(entry, _Entry) or entry.worker is None:
+        if not isinstance(entry, Entry) or entry.worker is None:
             return None
         slots, at = self._slots, 2 * entry.worker.slot
         if slots[at] != entry.seq:
@@ -248,7 +195,7 @@ class ProcessBackend(Backend):
         if self._collector is not None and self._collector is not threading.current_thread():
             self._collector.join(5.0)
         for worker in workers:
-            _close_pipes(worker)
+            worker.close_pipes()
         self._wake_r.close()
         self._wake_w.close()
         self._finalizer.detach()
@@ -258,43 +205,20 @@ class ProcessBackend(Backend):
     def _ensure_workers(self) -> None:
         for slot, worker in enumerate(self._workers):
             if worker is None and not self._closed and self._broken is None:
-                self._workers[slot] = self._spawn(slot)
+                self._workers[slot] = WorkerHandle(
+                    self._context,
+                    self._slots,
+                    slot,
+                    self._initializer,
+                    self._initargs,
+                    self._max_tasks,
+                )
+                self._wake()
         if self._collector is None:
             self._collector = threading.Thread(
                 target=self._collect, name="poolkit-process-collector", daemon=True
             )
             self._collector.start()
-
-    def _spawn(self, slot: int) -> _Worker:
-        worker = _Worker(slot)
-        tasks_r, tasks_w = self._context.Pipe(duplex=False)
-        results_r, results_w = self._context.Pipe(duplex=False)
-        self._slots[2 * slot] = 0
-        process = self._context.Process(  # type: ignore[attr-defined]
-            target=worker_main,
-            args=(tasks_r, results_w, self._slots, slot, self._initializer, self._initargs),
-            name=f"poolkit-worker-{slot}",
-            daemon=True,
-        )
-        process.start()
-        tasks_r.close()
-        results_w.close()
-        worker.process, worker.tasks, worker.results = process, tasks_w, results_r
-        worker.pid = process.pid
-        worker.budget = self._max_tasks
-        self._wake()
-        return worker
-
-    def _terminate(self, worker: _Worker) -> None:
-        if worker.dying:
-            return
-        worker.dying = True
-        worker.terminated_at = time.monotonic()
-        try:
-            worker.process.terminate()
-        except Exception:
-            pass
-        self._wake()
 
     # -- sending work -----------------------------------------------------------------
 
@@ -341,12 +265,12 @@ class ProcessBackend(Backend):
                     return
                 self._send_chunk(worker, size)
 
-    def _send_chunk(self, worker: _Worker, size: int) -> None:
+    def _send_chunk(self, worker: WorkerHandle, size: int) -> None:
         pending = self._pending
         if worker.budget is not None:
             size = min(size, worker.budget)
         key = id(pending[0].task.fn)
-        chunk: list[_Entry] = []
+        chunk: list[Entry] = []
         while pending and len(chunk) < size and id(pending[0].task.fn) == key:
             chunk.append(pending.popleft())
         try:
@@ -373,7 +297,7 @@ class ProcessBackend(Backend):
                 except OSError:
                     pass
 
-    def _pack(self, key: int, chunk: list[_Entry]) -> bytes:
+    def _pack(self, key: int, chunk: list[Entry]) -> bytes:
         """The chunk message; items that cannot be pickled are failed and left out."""
         body = [(e.seq, e.task.item, e.number) for e in chunk]
         try:
@@ -401,7 +325,7 @@ class ProcessBackend(Backend):
                 if self._closed and not any(self._workers):
                     return
                 live = [w for w in self._workers if w is not None]
-                watch: dict[Any, tuple[str, _Worker | None]] = {self._wake_r: ("wake", None)}
+                watch: dict[Any, tuple[str, WorkerHandle | None]] = {self._wake_r: ("wake", None)}
                 for w in live:
                     watch[w.results] = ("results", w)
                     watch[w.process.sentinel] = ("died", w)
@@ -428,20 +352,17 @@ class ProcessBackend(Backend):
                     self._ensure_workers()
                     self._dispatch()
 
-    def _grace_timeout(self, live: list[_Worker]) -> float | None:
+    def _grace_timeout(self, live: list[WorkerHandle]) -> float | None:
         dying = [w.terminated_at + _GRACE for w in live if w.dying]
         return max(0.0, min(dying) - time.monotonic()) if dying else None
 
     def _kill_overdue(self) -> None:
         now = time.monotonic()
         for worker in self._workers:
-            if worker is not None and worker.dying and now - worker.terminated_at >= _GRACE:
-                try:
-                    worker.process.kill()
-                except Exception:
-                    pass
+            if worker is not None:
+                worker.kill_if_overdue(now, _GRACE)
 
-    def _receive(self, worker: _Worker) -> None:
+    def _receive(self, worker: WorkerHandle) -> None:
         try:
             while worker.results.poll():
                 message = worker.results.recv_bytes()
@@ -451,7 +372,7 @@ class ProcessBackend(Backend):
         except Exception as error:  # a result that cannot be unpickled here
             self._fail_chunk(worker, error)
 
-    def _handle(self, worker: _Worker, message: tuple[Any, ...]) -> None:
+    def _handle(self, worker: WorkerHandle, message: tuple[Any, ...]) -> None:
         if message[0] == "init_failed":
             cause = unpack_error(message[1])
             broken = PoolkitError(
@@ -485,13 +406,13 @@ class ProcessBackend(Backend):
             reply.put(messages)
         self._forget_finished(worker)
 
-    def _forget_finished(self, worker: _Worker) -> None:
+    def _forget_finished(self, worker: WorkerHandle) -> None:
         entries = self._entries
         chunks = worker.chunks
         while chunks and all(entries.get(e.seq) is not e for e in chunks[0]):
             chunks.popleft()
 
-    def _buried(self, worker: _Worker) -> None:
+    def _buried(self, worker: WorkerHandle) -> None:
         """A worker exited: blame the item it was running, send the rest elsewhere."""
         self._receive(worker)  # results it sent before dying still count
         worker.process.join(1.0)
@@ -504,7 +425,7 @@ class ProcessBackend(Backend):
             # It died before starting any of its items (at start-up, or in a C extension
             # loaded by the function): blame the first one, so a batch always progresses.
             running = live[0].seq
-        retry: list[_Entry] = []
+        retry: list[Entry] = []
         for chunk in worker.chunks:
             for entry in chunk:
                 if self._entries.get(entry.seq) is not entry:
@@ -517,7 +438,7 @@ class ProcessBackend(Backend):
                     entry.worker = None
                     retry.append(entry)
         self._pending.extendleft(reversed(retry))
-        _close_pipes(worker)
+        worker.close_pipes()
         self._workers[worker.slot] = None
         if running == 0 and not worker.spoke and not worker.dying:  # never began an item
             self._boot_failures += 1
@@ -530,7 +451,11 @@ class ProcessBackend(Backend):
                 )
                 self._fail_everything(self._broken)
 
-    def _fail_chunk(self, worker: _Worker, error: Exception) -> None:
+    def _terminate(self, worker: WorkerHandle) -> None:
+        if worker.terminate():
+            self._wake()
+
+    def _fail_chunk(self, worker: WorkerHandle, error: Exception) -> None:
         for chunk in worker.chunks:
             for entry in chunk:
                 if self._entries.pop(entry.seq, None) is entry:
@@ -555,8 +480,6 @@ class ProcessBackend(Backend):
 
 
 def _loads(blob: bytes) -> tuple[Any, ...]:
-    import pickle
-
     message: tuple[Any, ...] = pickle.loads(blob)
     return message
 
@@ -574,21 +497,3 @@ def _copy_error(error: BaseException) -> BaseException:
         return error
     clone.__cause__ = error.__cause__
     return clone
-
-
-def _close_pipes(worker: _Worker) -> None:
-    for connection in (worker.tasks, worker.results):
-        try:
-            connection.close()
-        except Exception:
-            pass
-
-
-def _kill_all(workers: list[_Worker | None]) -> None:
-    """Finalizer: a backend dropped without close() still leaves no process behind."""
-    for worker in workers:
-        if worker is not None and worker.process is not None:
-            try:
-                worker.process.kill()
-            except Exception:
-                pass
