@@ -129,6 +129,18 @@ def test_progress_bar_on_a_pseudo_terminal() -> None:
         "poolkit.run_all(faulty(abs, plan), range(5), retry=retry, progress=True)\n"
         "print('done')\n"
     )
+    text = _on_a_terminal(code)
+    final = [line for line in re.split(r"[\r\n]", text) if "5/5" in line][-1]
+    assert "5/5" in final
+    assert "ok 4" in final
+    assert "err 1" in final
+    assert "retry 1" in final
+    assert "/s" in final
+    assert "done" in text
+
+
+def _on_a_terminal(code: str) -> str:
+    """Run ``code`` in a fresh interpreter on a pseudo-terminal; return what it drew."""
     leader, follower = pty.openpty()
     child = subprocess.Popen(
         [sys.executable, "-c", code],
@@ -139,25 +151,17 @@ def test_progress_bar_on_a_pseudo_terminal() -> None:
     )
     os.close(follower)
     captured = b""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    while True:
         try:
             chunk = os.read(leader, 4096)
-        except OSError:
+        except OSError:  # the child closed the terminal
             break
         if not chunk:
             break
         captured += chunk
     child.wait(30)
     os.close(leader)
-    text = captured.decode(errors="replace")
-    final = [line for line in re.split(r"[\r\n]", text) if "5/5" in line][-1]
-    assert "5/5" in final
-    assert "ok 4" in final
-    assert "err 1" in final
-    assert "retry 1" in final
-    assert "/s" in final
-    assert "done" in text
+    return captured.decode(errors="replace")
 
 
 def test_summary_on_known_latencies() -> None:
@@ -196,27 +200,7 @@ def test_progress_bar_steps_aside_for_on_result_prints() -> None:
         "poolkit.run_all(abs, range(5), mode='serial', progress='force',\n"
         "                on_result=lambda r: print(f'RESULT {r.index}', flush=True))\n"
     )
-    leader, follower = pty.openpty()
-    child = subprocess.Popen(
-        [sys.executable, "-c", code],
-        stdin=follower,
-        stdout=follower,
-        stderr=follower,
-        close_fds=True,
-    )
-    os.close(follower)
-    captured = b""
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        captured += chunk
-    child.wait(30)
-    os.close(leader)
-    lines = captured.decode(errors="replace").split("\n")
+    lines = _on_a_terminal(code).split("\n")
     for line in lines:
         if "RESULT" in line:
             # what precedes the printed text on its line was erased ("\x1b[2K") first
