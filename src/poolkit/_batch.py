@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from typing import Any
 
 from ._backend import Backend
@@ -25,7 +25,7 @@ def batch(
     ordered: bool,
     observer: Observer,
     hooks: Hooks,
-) -> Iterator[Ok[Any] | Err]:
+) -> Generator[Ok[Any] | Err, None, None]:
     """Yield the batch's Results (as completed, or in input order when ``ordered``)."""
     inbox = SyncInbox()
     engine = Engine(

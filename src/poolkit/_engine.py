@@ -249,12 +249,20 @@ class Engine:
     def _complete(self, task: Task, number: int, ok: bool, payload: Any, now: float) -> None:
         if not task.running or task.attempts != number:
             return  # the engine gave up on this attempt already (timeout, stop)
-        self._end_attempt(task)
+        # _end_attempt, inlined: this runs once per item
+        task.running = False
+        self._in_backend -= 1
+        self._running.discard(task)
         if self._debug:
             outcome = "ok" if ok else f"failed: {payload!r}"
             log.debug("item #%d attempt %d %s", task.index, number, outcome)
         if ok:
-            self._finish(task, Ok(payload, task.item, task.index, number, now - task.first_start))
+            result = Ok(payload, task.item, task.index, number, now - task.first_start)
+            if self._ordered:
+                self._finish(task, result)
+            else:  # _finish's unordered path, inlined
+                self.out.append(result)
+                self._live -= 1
         else:
             if isinstance(payload, _FATAL):
                 raise payload

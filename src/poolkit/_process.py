@@ -407,6 +407,8 @@ class ProcessBackend(Backend):
         self._forget_finished(worker)
 
     def _forget_finished(self, worker: WorkerHandle) -> None:
+        # Exact, not by comparing seqs: items sent again after a crash keep their old seq,
+        # so seqs are not monotonic across a worker's chunks.
         entries = self._entries
         chunks = worker.chunks
         while chunks and all(entries.get(e.seq) is not e for e in chunks[0]):

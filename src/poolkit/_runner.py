@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from ._backend import Backend
-from ._batch import Collector, batch
+from ._batch import batch
 from ._engine import Hooks, Policies
 from ._observe import Observer
 from ._progress import make_progress
@@ -124,17 +124,20 @@ class BackendRunner:
     ) -> Results[T]:
         """Run ``fn`` over ``items`` with this runner's workers; see ``poolkit.run_all``."""
         started = time.monotonic()
-        stream, observer = self._open_stream(
-            fn, items, False, progress, on_result, on_start, on_retry, policies, raise_hooks=False
+        backend, checked, observer, hooks = self._prepare(
+            fn, items, progress, on_result, on_start, on_retry, policies
         )
-        collector = Collector()
-        add = collector.add
+        results = batch(backend, fn, items, checked, ordered=False, observer=observer, hooks=hooks)
+        slots: list[Any] = []  # by index: results arrive as they complete
         try:
-            for result in stream:
-                add(result)
+            for result in results:
+                index = result.index
+                if index >= len(slots):
+                    slots.extend([None] * (index + 1 - len(slots)))
+                slots[index] = result
         finally:
-            stream.close()
-        final: Results[T] = Results(collector.slots, wall_time=time.monotonic() - started)
+            results.close()
+        final: Results[T] = Results(slots, wall_time=time.monotonic() - started)
         observer.raise_hook_error(final)
         return final
 
@@ -151,10 +154,9 @@ class BackendRunner:
         **policies: Any,
     ) -> ResultStream[T]:
         """Results as they complete; see ``poolkit.stream``."""
-        stream, _ = self._open_stream(
+        return self._open_stream(
             fn, items, ordered, progress, on_result, on_start, on_retry, policies
         )
-        return stream
 
     def submit(self, fn: Callable[[Any], T], item: Any) -> Future[Ok[T] | Err]:
         """Run ``fn(item)`` on this runner's workers; the Future's result is its Result.
@@ -226,6 +228,27 @@ class BackendRunner:
         merged.update({k: v for k, v in given.items() if v is not None or k not in self._defaults})
         return check_policies(**merged)
 
+    def _prepare(
+        self,
+        fn: Callable[[Any], Any],
+        items: Iterable[Any],
+        progress: Any,
+        on_result: Any,
+        on_start: Any,
+        on_retry: Any,
+        policies: dict[str, Any],
+    ) -> tuple[Backend, Policies, Observer, Hooks]:
+        """Check a call's arguments and build what its batch needs (before any work)."""
+        check_callable(fn)
+        check_items(items)
+        checked = self._policies(policies)
+        observer = Observer(check_hook("on_result", on_result), make_progress(progress, items))
+        hooks = Hooks(
+            on_start=check_hook("on_start", on_start),
+            on_retry=observer.wrap_on_retry(check_hook("on_retry", on_retry)),
+        )
+        return self._backend_for(checked), checked, observer, hooks
+
     def _open_stream(
         self,
         fn: Callable[[Any], T],
@@ -236,24 +259,15 @@ class BackendRunner:
         on_start: Any,
         on_retry: Any,
         policies: dict[str, Any],
-        *,
-        raise_hooks: bool = True,
-    ) -> tuple[ResultStream[T], Observer]:
-        check_callable(fn)
-        check_items(items)
-        checked = self._policies(policies)
-        observer = Observer(check_hook("on_result", on_result), make_progress(progress, items))
-        hooks = Hooks(
-            on_start=check_hook("on_start", on_start),
-            on_retry=observer.wrap_on_retry(check_hook("on_retry", on_retry)),
+    ) -> ResultStream[T]:
+        backend, checked, observer, hooks = self._prepare(
+            fn, items, progress, on_result, on_start, on_retry, policies
         )
-        backend = self._backend_for(checked)
 
         def generate() -> Generator[Ok[T] | Err, None, None]:
             yield from batch(
                 backend, fn, items, checked, ordered=ordered, observer=observer, hooks=hooks
             )
-            if raise_hooks:
-                observer.raise_hook_error(())
+            observer.raise_hook_error(())
 
-        return ResultStream(generate()), observer
+        return ResultStream(generate())
