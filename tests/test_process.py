@@ -95,9 +95,10 @@ def test_random_crashes_hangs_and_errors(process_runner: Any, plan: Any) -> None
 def test_timeout_kills_and_replaces_the_worker() -> None:
     """A timed-out item's worker is stopped and replaced; other items are untouched."""
     with poolkit.runner("process", workers=2) as runner:
-        before = set(runner.run_all(pid, range(20)).values)
+        before = set(runner.run_all(_slow_pid, range(20)).values)
         results = runner.run_all(nap, [0.01] * 10 + [30.0] + [0.01] * 10, timeout=0.5)
-        after = set(runner.run_all(pid, range(40)).values)
+        # items long enough that both workers, the replacement included, must serve
+        after = set(runner.run_all(_slow_pid, range(40)).values)
     assert (
         isinstance(results[10].error, poolkit.TaskTimeout)
         if isinstance(results[10], Err)
@@ -107,6 +108,11 @@ def test_timeout_kills_and_replaces_the_worker() -> None:
     assert len(results.values) == 20
     assert len(after) == 2
     assert len(before & after) == 1
+
+
+def _slow_pid(_: Any) -> int:
+    time.sleep(0.02)
+    return os.getpid()
 
 
 def _unpicklable_result(_: Any) -> Any:

@@ -240,7 +240,7 @@ class ProcessBackend(Backend):
     def _chunk_size(self, with_room: int) -> int:
         if self._chunksize is not None:
             return self._chunksize
-        fair = -(-len(self._pending) // (with_room * _CHUNKS_AHEAD))
+        fair = -(-len(self._pending) // with_room)
         if self._item_seconds is None:
             return max(1, min(fair, 8))
         by_time = int(_TARGET_CHUNK_SECONDS / max(self._item_seconds, 1e-7))
