@@ -94,6 +94,28 @@ def process_rows() -> list[tuple[str, float]]:
                     best_of(lambda: parallel(joblib.delayed(trivial)(x) for x in range(N))),
                 )
             )
+    if importlib.util.find_spec("loky"):
+        from loky import get_reusable_executor
+
+        executor = get_reusable_executor(max_workers=2)
+        list(executor.map(trivial, range(100)))
+        rows.append(
+            (
+                "loky executor(2).map, chunksize=N/8",
+                best_of(lambda: list(executor.map(trivial, range(N), chunksize=N // 8))),
+            )
+        )
+    if importlib.util.find_spec("pebble"):
+        from pebble import ProcessPool
+
+        with ProcessPool(max_workers=2) as pool:
+            list(pool.map(trivial, range(100)).result())
+            rows.append(
+                (
+                    "pebble ProcessPool(2).map, chunksize=N/8",
+                    best_of(lambda: list(pool.map(trivial, range(N), chunksize=N // 8).result())),
+                )
+            )
     if importlib.util.find_spec("mpire"):
         from mpire import WorkerPool
 

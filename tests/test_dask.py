@@ -79,6 +79,18 @@ def test_timeout_abandons_and_deadline_cuts(dask_runner: Any) -> None:
     assert all(isinstance(r.error, poolkit.DeadlineExceeded) for r in results.errs)
 
 
+def test_fail_fast_and_cancel(dask_runner: Any) -> None:
+    """fail_fast and a CancelToken cut a dask batch short: the rest are Cancelled."""
+    results = dask_runner.run_all(double_or_raise, [1, 7] + [8] * 30, fail_fast=True)
+    assert isinstance(results[1].error, Boom)  # type: ignore[union-attr]
+    assert len(results) == 32
+    assert all(r.is_ok() or isinstance(r.error, Boom | poolkit.Cancelled) for r in results)
+    token = poolkit.CancelToken()
+    token.cancel()
+    cancelled = dask_runner.run_all(identity, range(5), cancel=token)
+    assert all(isinstance(r.error, poolkit.Cancelled) for r in cancelled)
+
+
 def test_lazy_bounded_consumption(dask_runner: Any) -> None:
     """An endless generator streams through dask mode."""
     import itertools

@@ -315,3 +315,13 @@ def test_python_dash_m(server: LocalServer) -> None:
     )
     assert done.returncode == 0
     assert json.loads(done.stdout)["ok"]
+
+
+def test_credentials_rules_for_redirects() -> None:
+    """Credentials follow a redirect only to the same host and never from https to http."""
+    from poolkit.download._http import carry_credentials
+
+    assert carry_credentials("https://a.example/x", "https://a.example/y")
+    assert carry_credentials("http://a.example/x", "https://A.EXAMPLE/y")
+    assert not carry_credentials("https://a.example/x", "http://a.example/y")
+    assert not carry_credentials("https://a.example/x", "https://b.example/y")
