@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any
 
 from ._backend import Backend
@@ -13,7 +13,7 @@ from ._inbox import AsyncInbox, SyncInbox
 from ._observe import Observer
 from ._results import Err, Ok
 
-__all__ = ["abatch", "batch", "collect"]
+__all__ = ["Collector", "abatch", "batch"]
 
 
 def batch(
@@ -28,16 +28,7 @@ def batch(
 ) -> Generator[Ok[Any] | Err, None, None]:
     """Yield the batch's Results (as completed, or in input order when ``ordered``)."""
     inbox = SyncInbox()
-    engine = Engine(
-        Source(items, fn, inbox),
-        backend,
-        policies,
-        ordered=ordered,
-        hooks=hooks,
-        hook_errors=observer.errors,
-    )
-    cancel = policies.cancel
-    unsubscribe = cancel._subscribe(lambda: inbox.put(None)) if cancel is not None else None
+    engine, unsubscribe = _engine(inbox, backend, fn, items, policies, ordered, observer, hooks)
     try:
         if observer.idle:
             yield from drive(engine, inbox)
@@ -46,8 +37,7 @@ def batch(
                 observer(result)
                 yield result
     finally:
-        if unsubscribe is not None:
-            unsubscribe()
+        unsubscribe()
         observer.close()
 
 
@@ -62,8 +52,28 @@ async def abatch(
     hooks: Hooks,
 ) -> AsyncIterator[Ok[Any] | Err]:
     """The same as ``batch``, inside the running event loop."""
-    loop = asyncio.get_running_loop()
-    inbox = AsyncInbox(loop)
+    inbox = AsyncInbox(asyncio.get_running_loop())
+    engine, unsubscribe = _engine(inbox, backend, fn, items, policies, ordered, observer, hooks)
+    try:
+        async for result in adrive(engine, inbox):
+            observer(result)
+            yield result
+    finally:
+        unsubscribe()
+        observer.close()
+
+
+def _engine(
+    inbox: SyncInbox | AsyncInbox,
+    backend: Backend,
+    fn: Callable[[Any], Any],
+    items: Any,
+    policies: Policies,
+    ordered: bool,
+    observer: Observer,
+    hooks: Hooks,
+) -> tuple[Engine, Callable[[], None]]:
+    """The batch's engine, and how to stop its CancelToken from waking it."""
     engine = Engine(
         Source(items, fn, inbox),
         backend,
@@ -73,15 +83,13 @@ async def abatch(
         hook_errors=observer.errors,
     )
     cancel = policies.cancel
-    unsubscribe = cancel._subscribe(lambda: inbox.put(None)) if cancel is not None else None
-    try:
-        async for result in adrive(engine, inbox):
-            observer(result)
-            yield result
-    finally:
-        if unsubscribe is not None:
-            unsubscribe()
-        observer.close()
+    if cancel is None:
+        return engine, _nothing
+    return engine, cancel._subscribe(lambda: inbox.put(None))
+
+
+def _nothing() -> None:
+    pass
 
 
 class Collector:
@@ -98,12 +106,3 @@ class Collector:
         if index >= len(slots):
             slots.extend([None] * (index + 1 - len(slots)))
         slots[index] = result
-
-
-def collect(results: Iterator[Ok[Any] | Err]) -> list[Ok[Any] | Err]:
-    """Drain ``results`` into a list in input order."""
-    collector = Collector()
-    add = collector.add
-    for result in results:
-        add(result)
-    return collector.slots

@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from ._backend import Backend
-from ._batch import batch
+from ._batch import Collector, batch
 from ._engine import Hooks, Policies
 from ._observe import Observer
 from ._progress import make_progress
@@ -128,16 +128,14 @@ class BackendRunner:
             fn, items, progress, on_result, on_start, on_retry, policies
         )
         results = batch(backend, fn, items, checked, ordered=False, observer=observer, hooks=hooks)
-        slots: list[Any] = []  # by index: results arrive as they complete
+        collector = Collector()  # results arrive as they complete; it places them by index
+        add = collector.add
         try:
             for result in results:
-                index = result.index
-                if index >= len(slots):
-                    slots.extend([None] * (index + 1 - len(slots)))
-                slots[index] = result
+                add(result)
         finally:
             results.close()
-        final: Results[T] = Results(slots, wall_time=time.monotonic() - started)
+        final: Results[T] = Results(collector.slots, wall_time=time.monotonic() - started)
         observer.raise_hook_error(final)
         return final
 
