@@ -107,7 +107,7 @@ class ProgressBar:
         >>> import io
         >>> bar = ProgressBar(io.StringIO(), width=60)
         >>> bar.format(Progress(done=5, total=10, ok=4, err=1, retries=2, elapsed=2.0))
-        '[#########.........]   5/10  ok 4  err 1  retry 2  2.5/s  eta 2s'
+        '[########.......]  5/10  ok 4  err 1  retry 2  2.5/s  eta 2s'
     """
 
     def __init__(self, stream: TextIO, width: int | None = None) -> None:

@@ -108,9 +108,9 @@ def retry_after_seconds(value: str | None, *, cap: float) -> float | None:
         return None
     value = value.strip()
     if value.isdigit():
-        return min(float(value), cap)
+        return float(min(float(value), cap))
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return max(0.0, min(when.timestamp() - time.time(), cap))
+    return float(max(0.0, min(when.timestamp() - time.time(), cap)))

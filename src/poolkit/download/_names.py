@@ -11,7 +11,9 @@ from urllib.parse import unquote, urlsplit
 __all__ = ["MAX_NAME", "content_disposition_name", "file_name_for", "sanitize"]
 
 MAX_NAME = 120
-_UNSAFE = re.compile(r"[^A-Za-z0-9._()+,=@~-]+")
+# Letters and digits of any script stay (after NFKC); separators, controls, spaces and
+# bidi overrides do not.
+_UNSAFE = re.compile(r"[^\w.()+,=@~-]+")
 # Names Windows reserves whatever the extension; refused everywhere so that a folder of
 # downloads can be copied to any system.
 _DEVICES = {
