@@ -45,6 +45,8 @@ def test_cancel_before_start() -> None:
         assert waiting.cancel()
         assert blocker.result(timeout=10).is_ok()
         assert waiting.cancelled()
+        runner.submit(nap, 0.0).result(timeout=10)  # the source has moved past the cancelled one
+        assert runner._submitter._futures == {}  # nothing kept for a future that never ran
 
 
 def test_runner_policies_apply_to_submit() -> None:

@@ -20,8 +20,9 @@ __all__ = ["Submitter"]
 class _QueueSource:
     """A Source fed by ``submit``: ``pull`` never blocks, ``exhausted`` once closed and empty."""
 
-    def __init__(self) -> None:
+    def __init__(self, futures: dict[int, Future[Any]]) -> None:
         self._queue: deque[Task] = deque()
+        self._futures = futures  # the Submitter's, by index: a skipped one is forgotten here
         self.closed = False
         self.exhausted = False
 
@@ -35,6 +36,7 @@ class _QueueSource:
             assert task.future is not None
             if task.future.set_running_or_notify_cancel():
                 return task
+            self._futures.pop(task.index, None)  # cancelled before it started: no Result comes
         if self.closed:
             self.exhausted = True
         return None
@@ -51,10 +53,10 @@ class Submitter:
         self._make_backend = backend
         self._policies = policies
         self._inbox = SyncInbox()
-        self._source = _QueueSource()
+        self._futures: dict[int, Future[Any]] = {}
+        self._source = _QueueSource(self._futures)
         self._lock = threading.Lock()
         self._count = 0
-        self._futures: dict[int, Future[Any]] = {}
         self._thread: threading.Thread | None = None
 
     def submit(self, fn: Callable[[Any], Any], item: Any) -> Future[Any]:
