@@ -74,7 +74,7 @@ def test_stream_memory_stays_bounded() -> None:
     """A long generator streamed through holds only a bounded number of tasks."""
     import gc
 
-    from poolkit._task import Task
+    from poolkit._core._task import Task
 
     marker = object()
     items = ((marker, n) for n in range(200_000))

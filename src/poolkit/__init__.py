@@ -24,12 +24,12 @@ from ._errors import (
     TaskTimeout,
     WorkerCrashed,
 )
-from ._executor import ExecutorRunner
-from ._modes import runner
 from ._policies import CancelToken, RateLimit, Retry
 from ._progress import Progress
 from ._results import Err, Ok, Result, Results
-from ._runner import Runner
+from ._runners._base import Runner
+from ._runners._executor import ExecutorRunner
+from ._runners._pool import runner
 from ._stream import AsyncResultStream, ResultStream
 from ._summary import Summary
 

@@ -7,14 +7,14 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, TypeVar, overload
 
-from ._batch import Collector, abatch
-from ._engine import Hooks
-from ._modes import PoolRunner, runner
-from ._observe import Observer
+from ._core._batch import Collector, abatch
+from ._core._engine import Hooks
+from ._core._observe import Observer
 from ._policies import CancelToken, RateLimit, Retry
 from ._progress import make_progress
 from ._results import Err, Ok, Results
-from ._runner import POLICY_NAMES, BackendRunner, Runner
+from ._runners._base import POLICY_NAMES, BackendRunner, Runner
+from ._runners._pool import PoolRunner, runner
 from ._stream import AsyncResultStream, ResultStream
 from ._validate import (
     check_callable,

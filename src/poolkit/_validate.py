@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from ._engine import Policies
+from ._core._engine import Policies
 from ._policies import CancelToken, RateLimit, Retry
 
 __all__ = [

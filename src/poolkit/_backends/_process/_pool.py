@@ -29,11 +29,12 @@ from typing import Any
 
 import cloudpickle
 
-from ._backend import Backend
-from ._errors import PoolkitError, WorkerCrashed
-from ._pickling import dumps, unpack_error, why_unpicklable
-from ._task import Task
-from ._worker_handle import WorkerHandle, default_start_method, kill_all, preload_worker_module
+from poolkit._backends._pickling import dumps, unpack_error, why_unpicklable
+from poolkit._core._backend import Backend
+from poolkit._core._task import Task
+from poolkit._errors import PoolkitError, WorkerCrashed
+
+from ._handle import WorkerHandle, default_start_method, kill_all, preload_worker_module
 
 __all__ = ["Entry", "ProcessBackend"]
 

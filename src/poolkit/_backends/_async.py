@@ -15,10 +15,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ._backend import Backend
-from ._call import is_async_callable
-from ._context import ATTEMPT
-from ._task import Task
+from poolkit._core._backend import Backend
+from poolkit._core._call import is_async_callable
+from poolkit._core._context import ATTEMPT
+from poolkit._core._task import Task
+
 from ._thread import ThreadBackend
 
 __all__ = ["AsyncBackend"]

@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from concurrent.futures import Executor, Future
 from typing import Any
 
-from ._backend import Backend
-from ._call import call
-from ._runner import BackendRunner
-from ._task import Task
+from poolkit._core._backend import Backend
+from poolkit._core._call import call
+from poolkit._core._task import Task
+
+from ._base import BackendRunner
 
 __all__ = ["ExecutorRunner"]
 

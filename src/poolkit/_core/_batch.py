@@ -6,12 +6,13 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any
 
+from poolkit._results import Err, Ok
+
 from ._backend import Backend
 from ._drive import adrive, drive
 from ._engine import Engine, Hooks, Policies, Source
 from ._inbox import AsyncInbox, SyncInbox
 from ._observe import Observer
-from ._results import Err, Ok
 
 __all__ = ["Collector", "abatch", "batch"]
 

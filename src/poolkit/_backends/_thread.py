@@ -13,10 +13,10 @@ import time
 from collections.abc import Sequence
 from queue import SimpleQueue
 
-from ._backend import Backend
-from ._call import call
-from ._context import ATTEMPT
-from ._task import Task
+from poolkit._core._backend import Backend
+from poolkit._core._call import call
+from poolkit._core._context import ATTEMPT
+from poolkit._core._task import Task
 
 __all__ = ["ThreadBackend"]
 

@@ -21,12 +21,13 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._backend import Backend
-from ._call import call
-from ._context import ATTEMPT
-from ._errors import WorkerCrashed
+from poolkit._core._backend import Backend
+from poolkit._core._call import call
+from poolkit._core._context import ATTEMPT
+from poolkit._core._task import Task
+from poolkit._errors import WorkerCrashed
+
 from ._pickling import pack_error, unpack_error
-from ._task import Task
 
 __all__ = ["DaskBackend", "require_dask"]
 

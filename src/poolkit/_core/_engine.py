@@ -17,11 +17,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from poolkit._errors import Cancelled, DeadlineExceeded, TaskTimeout
+from poolkit._policies import CancelToken, RateLimit, Retry
+from poolkit._results import Err, Ok
+
 from ._backend import Backend
 from ._clock import MONOTONIC, Clock
-from ._errors import Cancelled, DeadlineExceeded, TaskTimeout
-from ._policies import CancelToken, RateLimit, Retry
-from ._results import Err, Ok
 from ._task import Inbox, Task
 
 __all__ = ["Engine", "Hooks", "Policies", "Source"]

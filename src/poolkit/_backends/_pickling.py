@@ -15,7 +15,7 @@ from typing import Any
 
 import cloudpickle
 
-from ._errors import RemoteError, RemoteTraceback
+from poolkit._errors import RemoteError, RemoteTraceback
 
 __all__ = ["dumps", "loads", "pack_error", "unpack_error", "why_unpicklable"]
 

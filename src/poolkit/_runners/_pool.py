@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._backend import Backend
-from ._engine import Policies
-from ._runner import POLICY_NAMES, BackendRunner
-from ._validate import check_mode, check_workers, default_workers
+from poolkit._core._backend import Backend
+from poolkit._core._engine import Policies
+from poolkit._validate import check_mode, check_workers, default_workers
+
+from ._base import POLICY_NAMES, BackendRunner
 
 __all__ = ["PoolRunner", "runner"]
 
@@ -36,22 +37,22 @@ class PoolRunner(BackendRunner):
     def _make_backend(self) -> Backend:
         mode, workers, options = self.mode, self.workers, self._options
         if mode == "serial":
-            from ._serial import SerialBackend
+            from poolkit._backends._serial import SerialBackend
 
             return SerialBackend()
         if mode == "thread":
-            from ._thread import ThreadBackend
+            from poolkit._backends._thread import ThreadBackend
 
             return ThreadBackend(workers)
         if mode == "async":
-            from ._async import AsyncBackend
+            from poolkit._backends._async import AsyncBackend
 
             return AsyncBackend(workers, loop=options.get("loop"))
         if mode == "process":
-            from ._process import ProcessBackend
+            from poolkit._backends._process._pool import ProcessBackend
 
             return ProcessBackend(workers, **options)
-        from ._dask import DaskBackend
+        from poolkit._backends._dask import DaskBackend
 
         backend: Backend = DaskBackend(workers, **options)
         return backend
@@ -66,7 +67,7 @@ class PoolRunner(BackendRunner):
                 if self._closed:
                     raise RuntimeError("this serial runner is closed; create a new one")
                 if self._helper is None:
-                    from ._thread import ThreadBackend
+                    from poolkit._backends._thread import ThreadBackend
 
                     self._helper = ThreadBackend(1, name="poolkit-serial-helper")
                 return self._helper
@@ -114,7 +115,7 @@ def runner(mode: str = "thread", workers: int | None = None, **options: Any) -> 
             f"and the policies {', '.join(POLICY_NAMES)}"
         )
     if mode == "dask":
-        from ._dask import require_dask
+        from poolkit._backends._dask import require_dask
 
         require_dask()
     return PoolRunner(mode, workers, dict(options))

@@ -9,14 +9,14 @@ from concurrent.futures import Future
 from types import TracebackType
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from ._backend import Backend
-from ._batch import Collector, batch
-from ._engine import Hooks, Policies
-from ._observe import Observer
-from ._progress import make_progress
-from ._results import Err, Ok, Results
-from ._stream import ResultStream
-from ._validate import check_callable, check_hook, check_items, check_policies
+from poolkit._core._backend import Backend
+from poolkit._core._batch import Collector, batch
+from poolkit._core._engine import Hooks, Policies
+from poolkit._core._observe import Observer
+from poolkit._progress import make_progress
+from poolkit._results import Err, Ok, Results
+from poolkit._stream import ResultStream
+from poolkit._validate import check_callable, check_hook, check_items, check_policies
 
 __all__ = ["BackendRunner", "Runner"]
 
@@ -166,7 +166,7 @@ class BackendRunner:
         with self._lock:
             self._check_open()
             if self._submitter is None:
-                from ._submit import Submitter
+                from poolkit._core._submit import Submitter
 
                 policies = self._policies({})
                 self._submitter = Submitter(lambda: self._backend_for(policies), policies)

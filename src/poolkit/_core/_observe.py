@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._errors import HookError
-from ._results import Ok
+from poolkit._errors import HookError
+from poolkit._results import Ok
 
 __all__ = ["Observer"]
 

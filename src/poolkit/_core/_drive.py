@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from poolkit._results import Err, Ok
+
 from ._engine import Engine
 from ._inbox import AsyncInbox, SyncInbox
-from ._results import Err, Ok
 
 __all__ = ["adrive", "drive"]
 

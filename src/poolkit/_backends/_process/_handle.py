@@ -9,10 +9,10 @@ from collections.abc import Callable, Sequence
 from multiprocessing.context import BaseContext
 from typing import TYPE_CHECKING, Any
 
-from ._worker import worker_main
+from ._child import worker_main
 
 if TYPE_CHECKING:
-    from ._process import Entry
+    from ._pool import Entry
 
 __all__ = ["WorkerHandle", "default_start_method", "kill_all", "preload_worker_module"]
 
@@ -30,8 +30,8 @@ def preload_worker_module() -> None:
         if getattr(server, "_forkserver_pid", None) is not None:
             return
         modules = list(getattr(server, "_preload_modules", None) or ["__main__"])
-        if "poolkit._worker" not in modules:
-            server.set_forkserver_preload([*modules, "poolkit._worker"])
+        if "poolkit._backends._process._child" not in modules:
+            server.set_forkserver_preload([*modules, "poolkit._backends._process._child"])
     except Exception:  # a Python without these internals: start-up is merely slower
         pass
 

@@ -26,10 +26,10 @@ from multiprocessing.connection import Connection
 from queue import SimpleQueue
 from typing import Any
 
-from . import _context
-from ._call import call
-from ._context import ATTEMPT
-from ._pickling import dumps, pack_error
+from poolkit._backends._pickling import dumps, pack_error
+from poolkit._core import _context
+from poolkit._core._call import call
+from poolkit._core._context import ATTEMPT
 
 __all__ = ["FLUSH_AFTER", "worker_main"]
 

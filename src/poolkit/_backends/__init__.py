@@ -1,0 +1,1 @@
+"""Backends, one module each, loaded by name."""

@@ -1,0 +1,1 @@
+"""Process mode: parent side, child side, wire format."""

@@ -1,0 +1,1 @@
+"""The engine and what drives it: no backend is imported here."""

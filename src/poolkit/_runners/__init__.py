@@ -1,0 +1,1 @@
+"""Runners: the Runner protocol, the shared base, the built-in runners."""
