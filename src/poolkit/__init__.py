@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 from ._api import arun_all, astream, run_all, stream
+from ._core._attempt import worker_id, worker_state
 from ._errors import (
     Cancelled,
     DeadlineExceeded,
@@ -27,9 +28,9 @@ from ._errors import (
 from ._policies import CancelToken, RateLimit, Retry
 from ._progress import Progress
 from ._results import Err, Ok, Result, Results
-from ._runners._base import Runner
 from ._runners._executor import ExecutorRunner
 from ._runners._pool import runner
+from ._runners._protocol import Runner
 from ._stream import AsyncResultStream, ResultStream
 from ._summary import Summary
 
@@ -60,6 +61,8 @@ __all__ = [
     "run_all",
     "runner",
     "stream",
+    "worker_id",
+    "worker_state",
 ]
 
 

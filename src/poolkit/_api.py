@@ -1,28 +1,24 @@
-"""The public calls: ``run_all``, ``stream``, ``arun_all`` and ``astream``."""
+"""The public calls: ``run_all``, ``stream``, ``arun_all`` and ``astream``.
+
+Each checks its arguments, opens a runner (or takes the one given as ``mode``) and
+delegates; the runner builds and drives the batch. Nothing here knows a backend.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
-from ._core._batch import Collector, abatch
-from ._core._engine import Hooks
-from ._core._observe import Observer
+from typing_extensions import Unpack
+
+from ._options import CallOptions, ModeSetup, ProgressArg, check_mode, check_workers
 from ._policies import CancelToken, RateLimit, Retry
-from ._progress import make_progress
 from ._results import Err, Ok, Results
-from ._runners._base import POLICY_NAMES, BackendRunner, Runner
+from ._runners._base import BackendRunner
 from ._runners._pool import PoolRunner, runner
+from ._runners._protocol import Runner
 from ._stream import AsyncResultStream, ResultStream
-from ._validate import (
-    check_callable,
-    check_hook,
-    check_items,
-    check_mode,
-    check_workers,
-)
 
 __all__ = ["arun_all", "astream", "run_all", "stream"]
 
@@ -32,12 +28,34 @@ T = TypeVar("T")
 Mode = str | Runner
 
 
+class _Options(CallOptions, ModeSetup, total=False):
+    """Every keyword the one-call functions take besides mode, workers, star, ordered."""
+
+
+_DEFAULTS: dict[str, Any] = {
+    "retry": None,
+    "timeout": None,
+    "deadline": None,
+    "fail_fast": False,
+    "cancel": None,
+    "rate_limit": None,
+    "max_in_flight": None,
+    "progress": False,
+    "on_result": None,
+}
+
+
 def _open(mode: Mode, workers: int | None, options: dict[str, Any]) -> tuple[Runner, bool]:
-    """The runner for ``mode`` and whether this call owns (and must close) it."""
+    """The runner for ``mode`` and whether this call owns (and must close) it.
+
+    ``options`` loses the mode options it holds (they go to the runner).
+    """
+    check_workers(workers)
+    setup = {k: options.pop(k) for k in list(options) if k in ModeSetup.__optional_keys__}
     if isinstance(mode, str):
-        return runner(mode, workers, **options), True
+        return runner(check_mode(mode), workers, **setup), True
     if isinstance(mode, Runner):
-        if workers is not None or options:
+        if workers is not None or setup:
             raise TypeError(
                 "workers= and mode options go to poolkit.runner(...), not to a call that "
                 "is given a Runner instance"
@@ -48,15 +66,15 @@ def _open(mode: Mode, workers: int | None, options: dict[str, Any]) -> tuple[Run
 
 
 def _refuse_running_loop(mode: Mode, call: str, instead: str) -> None:
-    """Async mode cannot block a thread whose event loop is running: point to the async call."""
-    if mode != "async":
+    """A blocking call in async mode would block this thread's running loop: refuse."""
+    if mode != "async" and not (isinstance(mode, BackendRunner) and mode.mode == "async"):
         return
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return
     raise RuntimeError(
-        f"poolkit.{call}(mode='async') was called while an event loop is running in this "
+        f"poolkit.{call}() in async mode was called while an event loop is running in this "
         f"thread, which it would block; use `{instead}` there instead"
     )
 
@@ -68,16 +86,8 @@ def run_all(
     *,
     mode: Mode = ...,
     workers: int | None = ...,
-    retry: Retry | None = ...,
-    timeout: float | None = ...,
-    deadline: float | None = ...,
-    fail_fast: bool = ...,
-    cancel: CancelToken | None = ...,
-    rate_limit: RateLimit | float | None = ...,
-    max_in_flight: int | None = ...,
-    progress: Any = ...,
-    on_result: Callable[[Ok[T] | Err], Any] | None = ...,
-    **options: Any,
+    star: Literal[False] = ...,
+    **options: Unpack[_Options],
 ) -> Results[T]: ...
 @overload
 def run_all(
@@ -86,19 +96,31 @@ def run_all(
     *,
     mode: Mode = ...,
     workers: int | None = ...,
-    retry: Retry | None = ...,
-    timeout: float | None = ...,
-    deadline: float | None = ...,
-    fail_fast: bool = ...,
-    cancel: CancelToken | None = ...,
-    rate_limit: RateLimit | float | None = ...,
-    max_in_flight: int | None = ...,
-    progress: Any = ...,
-    on_result: Callable[[Ok[T] | Err], Any] | None = ...,
-    **options: Any,
+    star: Literal[False] = ...,
+    **options: Unpack[_Options],
+) -> Results[T]: ...
+@overload
+def run_all(
+    fn: Callable[..., Awaitable[T]],
+    items: Iterable[tuple[Any, ...]],
+    *,
+    mode: Mode = ...,
+    workers: int | None = ...,
+    star: Literal[True],
+    **options: Unpack[_Options],
+) -> Results[T]: ...
+@overload
+def run_all(
+    fn: Callable[..., T],
+    items: Iterable[tuple[Any, ...]],
+    *,
+    mode: Mode = ...,
+    workers: int | None = ...,
+    star: Literal[True],
+    **options: Unpack[_Options],
 ) -> Results[T]: ...
 def run_all(
-    fn: Callable[[Any], Any],
+    fn: Callable[..., Any],
     items: Iterable[Any],
     *,
     mode: Mode = "thread",
@@ -110,8 +132,9 @@ def run_all(
     cancel: CancelToken | None = None,
     rate_limit: RateLimit | float | None = None,
     max_in_flight: int | None = None,
-    progress: Any = False,
-    on_result: Callable[[Any], Any] | None = None,
+    progress: ProgressArg = False,
+    on_result: Callable[[Any], object] | None = None,
+    star: bool = False,
     **options: Any,
 ) -> Results[Any]:
     """Run ``fn`` over every item; return one Result per item, in input order.
@@ -119,8 +142,9 @@ def run_all(
     ``mode`` is ``"serial"``, ``"thread"``, ``"process"``, ``"async"``, ``"dask"`` or a
     Runner. Items are taken lazily, at most ``max_in_flight`` unfinished at a time.
     Exceptions become ``Err``; ``KeyboardInterrupt`` and ``SystemExit`` propagate after
-    the workers are stopped. Also accepts the hooks ``on_start(item, attempt)`` and
-    ``on_retry(item, attempt, error, wait)``, and the mode's options (see ``runner``).
+    the workers are stopped. ``star=True`` calls ``fn(*item)``. Also accepts the hooks
+    ``on_start(item, attempt)`` and ``on_retry(item, attempt, error, wait)``, and the
+    mode's options (``initializer``, ``initargs``, … see ``poolkit.runner``).
 
     Example:
         >>> import poolkit
@@ -131,27 +155,20 @@ def run_all(
         [1.0, 0.25]
     """
     _refuse_running_loop(mode, "run_all", "await poolkit.arun_all(...)")
-    hooks = {k: options.pop(k) for k in ("on_start", "on_retry") if k in options}
-    check_workers(workers)
-    runner_, owned = _open(mode, workers, options)
+    given = _given(locals(), options)
+    runner_, owned = _open(mode, workers, given)
     try:
-        return runner_.run_all(
-            fn,
-            items,
-            retry=retry,
-            timeout=timeout,
-            deadline=deadline,
-            fail_fast=fail_fast,
-            cancel=cancel,
-            rate_limit=rate_limit,
-            max_in_flight=max_in_flight,
-            progress=progress,
-            on_result=on_result,
-            **hooks,
-        )
+        return runner_.run_all(fn, items, star=star, **given)
     finally:
         if owned:
             runner_.close()
+
+
+def _given(arguments: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """The call's options that differ from the documented defaults, plus ``options``."""
+    given = {k: arguments[k] for k, default in _DEFAULTS.items() if arguments[k] is not default}
+    given.update(options)
+    return given
 
 
 @overload
@@ -162,7 +179,8 @@ def stream(
     ordered: bool = ...,
     mode: Mode = ...,
     workers: int | None = ...,
-    **options: Any,
+    star: Literal[False] = ...,
+    **options: Unpack[_Options],
 ) -> ResultStream[T]: ...
 @overload
 def stream(
@@ -172,15 +190,39 @@ def stream(
     ordered: bool = ...,
     mode: Mode = ...,
     workers: int | None = ...,
-    **options: Any,
+    star: Literal[False] = ...,
+    **options: Unpack[_Options],
+) -> ResultStream[T]: ...
+@overload
+def stream(
+    fn: Callable[..., Awaitable[T]],
+    items: Iterable[tuple[Any, ...]],
+    *,
+    ordered: bool = ...,
+    mode: Mode = ...,
+    workers: int | None = ...,
+    star: Literal[True],
+    **options: Unpack[_Options],
+) -> ResultStream[T]: ...
+@overload
+def stream(
+    fn: Callable[..., T],
+    items: Iterable[tuple[Any, ...]],
+    *,
+    ordered: bool = ...,
+    mode: Mode = ...,
+    workers: int | None = ...,
+    star: Literal[True],
+    **options: Unpack[_Options],
 ) -> ResultStream[T]: ...
 def stream(
-    fn: Callable[[Any], Any],
+    fn: Callable[..., Any],
     items: Iterable[Any],
     *,
     ordered: bool = False,
     mode: Mode = "thread",
     workers: int | None = None,
+    star: bool = False,
     **options: Any,
 ) -> ResultStream[Any]:
     """Results as they complete (``ordered=True``: in input order, still lazy).
@@ -198,11 +240,9 @@ def stream(
         [0, 1, 4]
     """
     _refuse_running_loop(mode, "stream", "async for r in poolkit.astream(...)")
-    check_workers(workers)
-    per_call = {k: options.pop(k) for k in _CALL_OPTIONS if k in options}
     runner_, owned = _open(mode, workers, options)
     try:
-        results = runner_.stream(fn, items, ordered=ordered, **per_call)
+        results = runner_.stream(fn, items, ordered=ordered, star=star, **options)
     except BaseException:
         if owned:
             runner_.close()
@@ -212,60 +252,13 @@ def stream(
     return results
 
 
-_CALL_OPTIONS = (*POLICY_NAMES, "progress", "on_result", "on_start", "on_retry")
-
-
-class _AsyncBatch:
-    """An async batch's parts: its Results generator, observer and clean-up."""
-
-    def __init__(
-        self,
-        fn: Callable[[Any], Any],
-        items: Iterable[Any],
-        mode: Mode,
-        workers: int | None,
-        ordered: bool,
-        options: dict[str, Any],
-    ) -> None:
-        per_call = {k: options.pop(k) for k in _CALL_OPTIONS if k in options}
-        check_callable(fn)
-        check_items(items)
-        check_workers(workers)
-        if mode == "async":
-            if options:
-                raise TypeError(
-                    f"mode 'async' got unexpected option(s) {', '.join(sorted(options))}"
-                )
-            runner_: Runner = PoolRunner("async", workers, {"loop": asyncio.get_running_loop()})
-            self.owned = True
-        else:
-            runner_, self.owned = _open(mode, workers, options)
-        if not isinstance(runner_, BackendRunner):
-            raise TypeError(
-                "arun_all/astream need a poolkit runner (poolkit.runner or ExecutorRunner)"
-            )
-        self.runner = runner_
-        try:
-            progress = make_progress(per_call.pop("progress", False), items)
-            self.observer = Observer(
-                check_hook("on_result", per_call.pop("on_result", None)), progress
-            )
-            hooks = Hooks(
-                on_start=check_hook("on_start", per_call.pop("on_start", None)),
-                on_retry=check_hook("on_retry", per_call.pop("on_retry", None)),
-            )
-            policies = runner_._policies(per_call)
-            backend = runner_._backend_for(policies)
-        except BaseException:
-            self.close()
-            raise
-        self.results = abatch(
-            backend, fn, items, policies, ordered=ordered, observer=self.observer, hooks=hooks
-        )
-
-    def close(self) -> None:
-        if self.owned:
-            self.runner.close()
+def _open_async(mode: Mode, workers: int | None, options: dict[str, Any]) -> tuple[Runner, bool]:
+    """``_open`` for the async calls: async mode runs on the caller's running loop."""
+    if mode == "async":
+        setup = {k: options.pop(k) for k in list(options) if k in ModeSetup.__optional_keys__}
+        loop = asyncio.get_running_loop()
+        return PoolRunner("async", check_workers(workers), setup, loop=loop), True
+    return _open(mode, workers, options)
 
 
 @overload
@@ -276,7 +269,8 @@ def astream(
     ordered: bool = ...,
     mode: Mode = ...,
     workers: int | None = ...,
-    **options: Any,
+    star: Literal[False] = ...,
+    **options: Unpack[_Options],
 ) -> AsyncResultStream[T]: ...
 @overload
 def astream(
@@ -286,15 +280,39 @@ def astream(
     ordered: bool = ...,
     mode: Mode = ...,
     workers: int | None = ...,
-    **options: Any,
+    star: Literal[False] = ...,
+    **options: Unpack[_Options],
+) -> AsyncResultStream[T]: ...
+@overload
+def astream(
+    fn: Callable[..., Awaitable[T]],
+    items: Iterable[tuple[Any, ...]],
+    *,
+    ordered: bool = ...,
+    mode: Mode = ...,
+    workers: int | None = ...,
+    star: Literal[True],
+    **options: Unpack[_Options],
+) -> AsyncResultStream[T]: ...
+@overload
+def astream(
+    fn: Callable[..., T],
+    items: Iterable[tuple[Any, ...]],
+    *,
+    ordered: bool = ...,
+    mode: Mode = ...,
+    workers: int | None = ...,
+    star: Literal[True],
+    **options: Unpack[_Options],
 ) -> AsyncResultStream[T]: ...
 def astream(
-    fn: Callable[[Any], Any],
+    fn: Callable[..., Any],
     items: Iterable[Any],
     *,
     ordered: bool = False,
     mode: Mode = "async",
     workers: int | None = None,
+    star: bool = False,
     **options: Any,
 ) -> AsyncResultStream[Any]:
     """``stream`` for code already inside an event loop: ``async for r in astream(...)``.
@@ -312,14 +330,27 @@ def astream(
         >>> asyncio.run(main())
         [2, 4, 6]
     """
-    parts = _AsyncBatch(fn, items, mode, workers, ordered, options)
+    runner_, owned = _open_async(mode, workers, options)
+    try:
+        if isinstance(runner_, BackendRunner):
+            results = runner_.astream(fn, items, ordered=ordered, star=star, **options)
+        else:
+            sync = runner_.stream(fn, items, ordered=ordered, star=star, **options)
+            results = AsyncResultStream(_in_thread(sync), sync.close)
+    except BaseException:
+        if owned:
+            runner_.close()
+        raise
+    if owned:
+        results._on_close = runner_.close
+    return results
 
-    async def generate() -> AsyncIterator[Ok[Any] | Err]:
-        async for result in parts.results:
-            yield result
-        parts.observer.raise_hook_error(())
 
-    return AsyncResultStream(generate(), parts.close)  # type: ignore[arg-type]
+async def _in_thread(results: ResultStream[Any]) -> AsyncIterator[Ok[Any] | Err]:
+    """A Runner of the user's own, streamed from a worker thread so the loop stays free."""
+    done = object()
+    while (result := await asyncio.to_thread(next, results, done)) is not done:
+        yield result  # type: ignore[misc]
 
 
 @overload
@@ -329,7 +360,8 @@ async def arun_all(
     *,
     mode: Mode = ...,
     workers: int | None = ...,
-    **options: Any,
+    star: Literal[False] = ...,
+    **options: Unpack[_Options],
 ) -> Results[T]: ...
 @overload
 async def arun_all(
@@ -338,19 +370,42 @@ async def arun_all(
     *,
     mode: Mode = ...,
     workers: int | None = ...,
-    **options: Any,
+    star: Literal[False] = ...,
+    **options: Unpack[_Options],
+) -> Results[T]: ...
+@overload
+async def arun_all(
+    fn: Callable[..., Awaitable[T]],
+    items: Iterable[tuple[Any, ...]],
+    *,
+    mode: Mode = ...,
+    workers: int | None = ...,
+    star: Literal[True],
+    **options: Unpack[_Options],
+) -> Results[T]: ...
+@overload
+async def arun_all(
+    fn: Callable[..., T],
+    items: Iterable[tuple[Any, ...]],
+    *,
+    mode: Mode = ...,
+    workers: int | None = ...,
+    star: Literal[True],
+    **options: Unpack[_Options],
 ) -> Results[T]: ...
 async def arun_all(
-    fn: Callable[[Any], Any],
+    fn: Callable[..., Any],
     items: Iterable[Any],
     *,
     mode: Mode = "async",
     workers: int | None = None,
+    star: bool = False,
     **options: Any,
 ) -> Results[Any]:
     """``run_all`` for code already inside an event loop: ``await arun_all(...)``.
 
-    Same options and promises as ``run_all``; the default mode is ``"async"``.
+    Same options and promises as ``run_all``; the default mode is ``"async"``. A
+    Runner of your own runs on a worker thread, so the loop stays free.
 
     Example:
         >>> import asyncio, poolkit
@@ -359,15 +414,11 @@ async def arun_all(
         >>> asyncio.run(main())
         [1, 2]
     """
-    started = time.monotonic()
-    parts = _AsyncBatch(fn, items, mode, workers, False, options)
-    collector = Collector()
+    runner_, owned = _open_async(mode, workers, options)
     try:
-        async for result in parts.results:
-            collector.add(result)
+        if isinstance(runner_, BackendRunner):
+            return await runner_.arun_all(fn, items, star=star, **options)
+        return await asyncio.to_thread(lambda: runner_.run_all(fn, items, star=star, **options))
     finally:
-        await parts.results.aclose()  # type: ignore[attr-defined]
-        parts.close()
-    final: Results[Any] = Results(collector.slots, wall_time=time.monotonic() - started)
-    parts.observer.raise_hook_error(final)
-    return final
+        if owned:
+            runner_.close()

@@ -7,6 +7,8 @@ attempts (on tenacity's strategies), ``RateLimit`` caps attempt starts per secon
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +18,7 @@ import tenacity
 
 from ._errors import Cancelled, DeadlineExceeded
 
-__all__ = ["CancelToken", "RateLimit", "Retry"]
+__all__ = ["POLICY_NAMES", "CancelToken", "Policies", "RateLimit", "Retry", "check_policies"]
 
 ExceptionTypes: TypeAlias = type[BaseException] | tuple[type[BaseException], ...]
 RetryOn: TypeAlias = ExceptionTypes | Callable[[BaseException], bool]
@@ -236,3 +238,70 @@ class CancelToken:
                     self._listeners.remove(wake)
 
         return unsubscribe
+
+
+@dataclass(frozen=True, slots=True)
+class Policies:
+    """The policies of one batch, already checked (what the engine reads)."""
+
+    retry: Retry | None = None
+    timeout: float | None = None
+    deadline: float | None = None
+    fail_fast: bool = False
+    cancel: CancelToken | None = None
+    rate_limit: RateLimit | None = None
+    max_in_flight: int | None = None
+
+
+POLICY_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Policies))
+"""The policy keywords every call and every runner takes (derived from ``Policies``)."""
+
+
+def _seconds(name: str, value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name}={value!r}: expected seconds as a number > 0, or None")
+    if not value > 0 or math.isnan(value):
+        raise ValueError(f"{name}={value!r}: expected seconds as a number > 0, or None")
+    return float(value)
+
+
+def check_policies(
+    *,
+    retry: object = None,
+    timeout: object = None,
+    deadline: object = None,
+    fail_fast: object = False,
+    cancel: object = None,
+    rate_limit: object = None,
+    max_in_flight: object = None,
+) -> Policies:
+    """Check policy values given as keywords; the ``Policies`` they make."""
+    if retry is not None and not isinstance(retry, Retry):
+        raise TypeError(f"retry={retry!r}: expected poolkit.Retry(attempts=..., on=...) or None")
+    if not isinstance(fail_fast, bool):
+        raise TypeError(f"fail_fast={fail_fast!r}: expected True or False")
+    if cancel is not None and not isinstance(cancel, CancelToken):
+        raise TypeError(f"cancel={cancel!r}: expected a poolkit.CancelToken() or None")
+    if isinstance(rate_limit, int | float) and not isinstance(rate_limit, bool):
+        rate_limit = RateLimit(per_second=rate_limit)
+    if rate_limit is not None and not isinstance(rate_limit, RateLimit):
+        raise TypeError(
+            f"rate_limit={rate_limit!r}: expected poolkit.RateLimit(per_second=...), "
+            "a number of starts per second, or None"
+        )
+    if max_in_flight is not None:
+        if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int):
+            raise TypeError(f"max_in_flight={max_in_flight!r}: expected an int >= 1 or None")
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight={max_in_flight}: expected an int >= 1 or None")
+    return Policies(
+        retry=retry,
+        timeout=_seconds("timeout", timeout),
+        deadline=_seconds("deadline", deadline),
+        fail_fast=fail_fast,
+        cancel=cancel,
+        rate_limit=rate_limit,
+        max_in_flight=max_in_flight,
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from types import TracebackType
 from typing import Generic, TypeVar
 
@@ -89,7 +89,7 @@ class AsyncResultStream(AsyncIterator[Ok[T] | Err], Generic[T]):
 
     def __init__(
         self,
-        generator: AsyncGenerator[Ok[T] | Err, None],
+        generator: AsyncIterator[Ok[T] | Err],
         on_close: Callable[[], None] | None = None,
     ) -> None:
         self._generator = generator
@@ -108,7 +108,9 @@ class AsyncResultStream(AsyncIterator[Ok[T] | Err], Generic[T]):
     async def aclose(self) -> None:
         """Cancel what is outstanding and stop the workers."""
         try:
-            await self._generator.aclose()
+            aclose = getattr(self._generator, "aclose", None)
+            if aclose is not None:
+                await aclose()
         finally:
             self._finish()
 

@@ -4,20 +4,28 @@ The loop is either the caller's running loop (``arun_all``/``astream``) or one t
 backend runs in a daemon thread of its own (``run_all``/``stream``/``submit``). A
 coroutine attempt can really be stopped: its task is cancelled. A plain function
 runs on poolkit's daemon threads and can only be abandoned, as in thread mode.
+Whether a batch's function is a coroutine function is decided once, in its ``Job``.
+
+The loop is one worker for ``worker_state()`` and the ``initializer`` (run once, on
+the loop, before the first attempt); ``worker_id()`` is the concurrency slot
+(0 … workers-1) the attempt holds.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from poolkit._core._attempt import (
+    WorkerContext,
+    copy_error,
+    initializer_failure,
+    run_attempt_async,
+)
 from poolkit._core._backend import Backend
-from poolkit._core._call import is_async_callable
-from poolkit._core._context import ATTEMPT
 from poolkit._core._task import Task
 
 from ._thread import ThreadBackend
@@ -28,7 +36,14 @@ __all__ = ["AsyncBackend"]
 class AsyncBackend(Backend):
     """Runs up to ``workers`` attempts at once on an asyncio loop."""
 
-    def __init__(self, workers: int, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(
+        self,
+        workers: int,
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: Sequence[Any] = (),
+    ) -> None:
         self.capacity = workers
         self.default_in_flight = 2 * workers
         self._own_thread: threading.Thread | None = None
@@ -42,20 +57,23 @@ class AsyncBackend(Backend):
         self._loop_thread_id = (
             self._own_thread.ident if self._own_thread is not None else threading.get_ident()
         )
-        self._threads = ThreadBackend(workers, name="poolkit-async-offload")
-        self._async_fn: dict[int, bool] = {}
+        self._state: dict[str, Any] = {}
+        self._free_ids = list(range(workers - 1, -1, -1))
+        self._initializer = initializer
+        self._initargs = tuple(initargs)
+        self._broken: BaseException | None = None
+        self._threads = ThreadBackend(
+            workers,
+            name="poolkit-async-offload",
+            initializer=initializer,
+            initargs=initargs,
+            states=lambda _: self._state,
+        )
 
     def start(self, tasks: Sequence[Task]) -> None:
-        coroutines: list[Task] = []
-        offloaded: list[Task] = []
-        for task in tasks:
-            key = id(task.fn)
-            is_async = self._async_fn.get(key)
-            if is_async is None:
-                is_async = self._async_fn[key] = is_async_callable(task.fn)
-            (coroutines if is_async else offloaded).append(task)
-        if offloaded:
-            self._threads.start(offloaded)
+        coroutines = [t for t in tasks if t.job.is_async]
+        if len(coroutines) < len(tasks):
+            self._threads.start([t for t in tasks if not t.job.is_async])
         if coroutines:
             if threading.get_ident() == self._loop_thread_id:
                 self._spawn(coroutines)
@@ -63,11 +81,11 @@ class AsyncBackend(Backend):
                 self._loop.call_soon_threadsafe(self._spawn, coroutines)
 
     def can_stop(self, task: Task) -> bool:
-        return self._async_fn.get(id(task.fn), False)
+        return task.job.is_async
 
     def stop(self, tasks: Sequence[Task]) -> None:
-        handles = [t.ticket for t in tasks if isinstance(t.ticket, asyncio.Task)]
-        self._threads.stop([t for t in tasks if not isinstance(t.ticket, asyncio.Task)])
+        handles = [t.ticket for t in tasks if t.job.is_async and t.ticket is not None]
+        self._threads.stop([t for t in tasks if not t.job.is_async])
         if not handles:
             return
         if threading.get_ident() == self._loop_thread_id:
@@ -100,9 +118,36 @@ class AsyncBackend(Backend):
             self._own_thread = None
 
     def _spawn(self, tasks: list[Task]) -> None:
+        if self._initializer is not None:  # once per loop, on the loop, before any attempt
+            initializer, self._initializer = self._initializer, None
+            WorkerContext(0, self._state).enter()
+            self._broken = initializer_failure(initializer, self._initargs)
         create = self._loop.create_task
         for task in tasks:
-            task.ticket = create(_run(task, task.attempts))
+            number = task.attempts
+            handle = create(self._run(task, number))
+            if task.attempts == number:  # the ticket is this attempt's, never a later one's
+                task.ticket = handle
+
+    async def _run(self, task: Task, number: int) -> None:
+        if not task.running or task.attempts != number:
+            return
+        worker = self._free_ids.pop() if self._free_ids else 0
+        WorkerContext(worker, self._state).enter()  # this asyncio task's own context
+        task.started = time.monotonic()
+        try:
+            if self._broken is not None:
+                ok, payload = False, copy_error(self._broken)
+            else:
+                ok, payload = await run_attempt_async(task.job, task.item, number)
+        except asyncio.CancelledError:
+            if task.running and task.attempts == number:
+                # Cancelled by someone other than poolkit: report it as the item's error.
+                task.reply.put((task, number, False, asyncio.CancelledError()))
+            return
+        finally:
+            self._free_ids.append(worker)
+        task.reply.put((task, number, ok, payload))
 
 
 def _cancel_all(handles: list[asyncio.Task[Any]]) -> None:
@@ -110,21 +155,4 @@ def _cancel_all(handles: list[asyncio.Task[Any]]) -> None:
         handle.cancel()
 
 
-async def _run(task: Task, number: int) -> None:
-    if not task.running:
-        return
-    task.started = time.monotonic()
-    ATTEMPT.set(number)
-    try:
-        value = task.fn(task.item)
-        if inspect.isawaitable(value):
-            value = await value
-        message = (task, number, True, value)
-    except asyncio.CancelledError:
-        if task.running and task.attempts == number:
-            # Cancelled by someone other than poolkit: report it as the item's error.
-            task.reply.put((task, number, False, asyncio.CancelledError()))
-        return
-    except BaseException as error:
-        message = (task, number, False, error)
-    task.reply.put(message)
+backend_class = AsyncBackend

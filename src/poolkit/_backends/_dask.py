@@ -21,10 +21,9 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from poolkit._core._attempt import WorkerContext, initializer_failure, run_attempt
 from poolkit._core._backend import Backend
-from poolkit._core._call import call
-from poolkit._core._context import ATTEMPT
-from poolkit._core._task import Task
+from poolkit._core._task import Job, Task
 from poolkit._errors import WorkerCrashed
 
 from ._pickling import pack_error, unpack_error
@@ -44,16 +43,37 @@ def require_dask() -> None:
         ) from error
 
 
-def run_chunk(fn: Callable[[Any], Any], entries: list[tuple[int, Any, int]]) -> list[Any]:
+def run_chunk(
+    job: Job,
+    entries: list[tuple[int, Any, int]],
+    initializer: Callable[..., Any] | None = None,
+    initargs: tuple[Any, ...] = (),
+) -> list[Any]:
     """Runs on a Dask worker: one (seq, ok, value or packed error) per item."""
+    _enter_worker(initializer, initargs)
     done: list[Any] = []
     for seq, item, number in entries:
-        ATTEMPT.set(number)
-        try:
-            done.append((seq, True, call(fn, item)))
-        except BaseException as error:
-            done.append((seq, False, pack_error(error)))
+        ok, payload = run_attempt(job, item, number)
+        done.append((seq, ok, payload if ok else pack_error(payload)))
     return done
+
+
+def _enter_worker(initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]) -> None:
+    """This Dask worker's WorkerContext; its initializer runs the first time only."""
+    from distributed import get_worker
+
+    worker: Any = get_worker()
+    context = getattr(worker, "_poolkit_context", None)
+    if context is None:
+        name = worker.name
+        context = WorkerContext(name if isinstance(name, int) else 0)
+        worker._poolkit_context = context
+        if initializer is not None:
+            context.enter()
+            broken = initializer_failure(initializer, initargs)
+            if broken is not None:
+                raise broken
+    context.enter()
 
 
 class DaskBackend(Backend):
@@ -65,9 +85,22 @@ class DaskBackend(Backend):
         *,
         client: Any = None,
         address: str | None = None,
+        security: Any = None,
         chunksize: int | None = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: Sequence[Any] = (),
+        resources: dict[str, float] | None = None,
+        placement: Sequence[str] | str | None = None,
+        priority: int = 0,
     ) -> None:
         require_dask()
+        self._initializer = initializer
+        self._initargs = tuple(initargs)
+        self._submit_options: dict[str, Any] = {"priority": priority}
+        if resources is not None:
+            self._submit_options["resources"] = resources
+        if placement is not None:
+            self._submit_options["workers"] = placement
         import dask
         import distributed
 
@@ -91,14 +124,13 @@ class DaskBackend(Backend):
                 )
             client = distributed.Client(self._cluster)  # type: ignore[no-untyped-call]
         elif client is None:
-            client = distributed.Client(address)  # type: ignore[no-untyped-call]
+            client = distributed.Client(address, security=security)  # type: ignore[no-untyped-call]
         self._client = client
         self._killed_worker = distributed.scheduler.KilledWorker
         self.workers = workers
         self.capacity = 1 << 30
         self.default_in_flight = 64 * workers
         self._chunksize = chunksize
-        self.single_items = False  # set while a timeout is in force: starts must be exact
         self._lock = threading.RLock()
         self._seq = itertools.count(1)
         self._live: dict[Any, Any] = {}  # dask future key -> future
@@ -128,9 +160,13 @@ class DaskBackend(Backend):
                     if not queued or len(self._live) >= self._room:
                         return
                     free = self._room - len(self._live)
-                    size = 1 if self.single_items else self._chunk_size(-(-len(queued) // free))
+                    # Dask cannot tell when a task inside a chunk starts: with a timeout,
+                    # items go one per task so each attempt's clock is exact.
+                    job = queued[0].job
+                    single = job.timeout is not None
+                    size = 1 if single else self._chunk_size(-(-len(queued) // free))
                     chunk = [queued.popleft()]
-                    while queued and len(chunk) < size and queued[0].fn is chunk[0].fn:
+                    while queued and len(chunk) < size and queued[0].job is job:
                         chunk.append(queued.popleft())
                     chunk = [t for t in chunk if t.running]
                     probe = False
@@ -148,9 +184,12 @@ class DaskBackend(Backend):
         try:
             future = self._client.submit(
                 run_chunk,
-                chunk[0].fn,
+                chunk[0].job,
                 [(seq, task.item, n) for seq, task, n in entries],
+                self._initializer,
+                self._initargs,
                 pure=False,
+                **self._submit_options,
             )
         except Exception as error:
             for _, task, number in entries:
@@ -219,3 +258,6 @@ class DaskBackend(Backend):
             self._client.close()
         if self._cluster is not None:
             self._cluster.close()
+
+
+backend_class = DaskBackend

@@ -4,42 +4,66 @@ A thread stuck in a call cannot be killed. When the engine gives up on such a ca
 (timeout, deadline, cancel) the thread is abandoned: a new thread takes its place so
 the batch goes on at full width, and the abandoned one exits when its call returns.
 Threads are daemons, so a stuck call never holds the interpreter's exit.
+
+Each thread is one worker: it runs the ``initializer`` once, in its own
+``WorkerContext`` (its ``worker_id`` and ``worker_state``); a replacement takes the
+id of the thread it replaces.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from queue import SimpleQueue
+from typing import Any
 
+from poolkit._core._attempt import WorkerContext, copy_error, initializer_failure, run_attempt
 from poolkit._core._backend import Backend
-from poolkit._core._call import call
-from poolkit._core._context import ATTEMPT
 from poolkit._core._task import Task
 
 __all__ = ["ThreadBackend"]
 
 
 class _Slot:
-    """One worker thread's seat; ``abandoned`` once the engine gave up on its call."""
+    """One worker thread's seat and the attempt it runs now (``task``, ``number``).
 
-    __slots__ = ("abandoned",)
+    Only its own thread writes ``task``/``number``, so ``stop()`` can tell whether the
+    thread is still on the attempt being stopped: a handle belongs to one attempt.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("abandoned", "context", "number", "task")
+
+    def __init__(self, context: WorkerContext) -> None:
         self.abandoned = False
+        self.context = context
+        self.task: Task | None = None
+        self.number = 0
 
 
 class ThreadBackend(Backend):
     """Runs attempts on ``workers`` daemon threads, started on first use."""
 
-    def __init__(self, workers: int, *, name: str = "poolkit-thread") -> None:
+    def __init__(
+        self,
+        workers: int,
+        *,
+        name: str = "poolkit-thread",
+        initializer: Callable[..., Any] | None = None,
+        initargs: Sequence[Any] = (),
+        states: Callable[[int], dict[str, Any]] | None = None,
+    ) -> None:
         self.capacity = workers
         self.default_in_flight = 4 * workers
         self._name = name
-        self._work: SimpleQueue[Task | None] = SimpleQueue()
+        self._initializer = initializer
+        self._initargs = tuple(initargs)
+        self._states = states  # a worker's state dict by id (default: one per thread)
+        self._work: SimpleQueue[tuple[Task, int] | None] = SimpleQueue()
         self._lock = threading.Lock()
         self._threads: dict[threading.Thread, _Slot] = {}
+        self._free_ids = list(range(workers - 1, -1, -1))
+        self._broken: BaseException | None = None
         self._closed = False
 
     def start(self, tasks: Sequence[Task]) -> None:
@@ -47,16 +71,21 @@ class ThreadBackend(Backend):
             self._grow()
         put = self._work.put
         for task in tasks:
-            task.ticket = None
-            put(task)
+            put((task, task.attempts))
 
     def stop(self, tasks: Sequence[Task]) -> None:
         for task in tasks:
             slot = task.ticket
-            if isinstance(slot, _Slot) and not slot.abandoned:
+            if (
+                isinstance(slot, _Slot)
+                and slot.task is task
+                and slot.number == task.attempts
+                and not slot.abandoned
+            ):
                 slot.abandoned = True
                 with self._lock:
-                    self._spawn()
+                    if not self._closed:
+                        self._spawn(slot.context.id)
             # A task still in the queue is skipped by the thread that takes it.
 
     def started_at(self, task: Task) -> float | None:
@@ -75,42 +104,52 @@ class ThreadBackend(Backend):
 
     def _grow(self) -> None:
         with self._lock:
-            while len(self._threads) < self.capacity and not self._closed:
-                self._spawn()
+            while self._free_ids and not self._closed:
+                self._spawn(self._free_ids.pop())
 
-    def _spawn(self) -> None:
-        slot = _Slot()
+    def _spawn(self, worker_id: int) -> None:
+        state = None if self._states is None else self._states(worker_id)
+        slot = _Slot(WorkerContext(worker_id, state))
         thread = threading.Thread(
             target=self._work_loop,
             args=(slot,),
-            name=f"{self._name}-{len(self._threads)}",
+            name=f"{self._name}-{worker_id}",
             daemon=True,
         )
         self._threads[thread] = slot
         thread.start()
 
+    def _initialize(self) -> None:
+        """Run the initializer in this thread; a failure breaks the backend for good."""
+        if self._initializer is not None and self._broken is None:
+            self._broken = initializer_failure(self._initializer, self._initargs)
+
     def _work_loop(self, slot: _Slot) -> None:
+        slot.context.enter()
+        self._initialize()
         get = self._work.get
         monotonic = time.monotonic
-        set_attempt = ATTEMPT.set
         try:
             while not slot.abandoned:
-                task = get()
-                if task is None:
+                work = get()
+                if work is None:
                     return
-                number = task.attempts
-                task.ticket = slot
-                if not task.running:  # given up while queued
+                task, number = work
+                if not task.running or task.attempts != number:  # given up while queued
                     continue
+                slot.task, slot.number = task, number
+                task.ticket = slot
                 task.started = monotonic()
-                set_attempt(number)
-                try:
-                    message = (task, number, True, call(task.fn, task.item))
-                except BaseException as error:  # handed to the engine, which decides
-                    message = (task, number, False, error)
-                task.ticket = None  # done: a later stop() must not abandon this thread
-                task.reply.put(message)
-                del task, message
+                if self._broken is None:
+                    ok, payload = run_attempt(task.job, task.item, number)
+                else:
+                    ok, payload = False, copy_error(self._broken)
+                slot.task = None
+                task.reply.put((task, number, ok, payload))
+                del task, work, payload
         finally:
             with self._lock:
                 self._threads.pop(threading.current_thread(), None)
+
+
+backend_class = ThreadBackend

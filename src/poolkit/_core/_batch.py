@@ -1,35 +1,49 @@
-"""One batch from start to end: a Source, an Engine, a driver, and the Observer."""
+"""One batch from start to end: a Source, an Engine, a driver, and the Observer.
+
+``Plan`` is everything a batch needs, built and checked before any work starts;
+``batch`` and ``abatch`` run it, blocking or inside an event loop, through the same
+engine set-up, so the two can never drift apart.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Generator
+from dataclasses import dataclass
 from typing import Any
 
-from poolkit._results import Err, Ok
+from poolkit._policies import Policies
+from poolkit._results import Err, Ok, Results
 
 from ._backend import Backend
 from ._drive import adrive, drive
-from ._engine import Engine, Hooks, Policies, Source
+from ._engine import Engine, Hooks, Source
 from ._inbox import AsyncInbox, SyncInbox
 from ._observe import Observer
+from ._task import Job
 
-__all__ = ["Collector", "abatch", "batch"]
+__all__ = ["Collector", "Plan", "abatch", "acollect", "batch", "collect"]
 
 
-def batch(
-    backend: Backend,
-    fn: Callable[[Any], Any],
-    items: Any,
-    policies: Policies,
-    *,
-    ordered: bool,
-    observer: Observer,
-    hooks: Hooks,
-) -> Generator[Ok[Any] | Err, None, None]:
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A batch, ready to run: what runs, on what, under which policies, watched by whom."""
+
+    backend: Backend
+    job: Job
+    items: Any
+    policies: Policies
+    observer: Observer
+    hooks: Hooks
+    ordered: bool = False
+
+
+def batch(plan: Plan) -> Generator[Ok[Any] | Err, None, None]:
     """Yield the batch's Results (as completed, or in input order when ``ordered``)."""
     inbox = SyncInbox()
-    engine, unsubscribe = _engine(inbox, backend, fn, items, policies, ordered, observer, hooks)
+    engine, unsubscribe = _engine(inbox, plan)
+    observer = plan.observer
     try:
         if observer.idle:
             yield from drive(engine, inbox)
@@ -42,19 +56,11 @@ def batch(
         observer.close()
 
 
-async def abatch(
-    backend: Backend,
-    fn: Callable[[Any], Any],
-    items: Any,
-    policies: Policies,
-    *,
-    ordered: bool,
-    observer: Observer,
-    hooks: Hooks,
-) -> AsyncIterator[Ok[Any] | Err]:
+async def abatch(plan: Plan) -> AsyncIterator[Ok[Any] | Err]:
     """The same as ``batch``, inside the running event loop."""
     inbox = AsyncInbox(asyncio.get_running_loop())
-    engine, unsubscribe = _engine(inbox, backend, fn, items, policies, ordered, observer, hooks)
+    engine, unsubscribe = _engine(inbox, plan)
+    observer = plan.observer
     try:
         async for result in adrive(engine, inbox):
             observer(result)
@@ -64,26 +70,17 @@ async def abatch(
         observer.close()
 
 
-def _engine(
-    inbox: SyncInbox | AsyncInbox,
-    backend: Backend,
-    fn: Callable[[Any], Any],
-    items: Any,
-    policies: Policies,
-    ordered: bool,
-    observer: Observer,
-    hooks: Hooks,
-) -> tuple[Engine, Callable[[], None]]:
+def _engine(inbox: SyncInbox | AsyncInbox, plan: Plan) -> tuple[Engine, Callable[[], None]]:
     """The batch's engine, and how to stop its CancelToken from waking it."""
     engine = Engine(
-        Source(items, fn, inbox),
-        backend,
-        policies,
-        ordered=ordered,
-        hooks=hooks,
-        hook_errors=observer.errors,
+        Source(plan.items, plan.job, inbox),
+        plan.backend,
+        plan.policies,
+        ordered=plan.ordered,
+        hooks=plan.hooks,
+        hook_errors=plan.observer.errors,
     )
-    cancel = policies.cancel
+    cancel = plan.policies.cancel
     if cancel is None:
         return engine, _nothing
     return engine, cancel._subscribe(lambda: inbox.put(None))
@@ -94,12 +91,13 @@ def _nothing() -> None:
 
 
 class Collector:
-    """Places Results by index, whatever order they arrive in."""
+    """Places Results by index, whatever order they arrive in; ``results()`` at the end."""
 
-    __slots__ = ("slots",)
+    __slots__ = ("_started", "slots")
 
     def __init__(self) -> None:
         self.slots: list[Any] = []
+        self._started = time.monotonic()
 
     def add(self, result: Ok[Any] | Err) -> None:
         index = result.index
@@ -107,3 +105,34 @@ class Collector:
         if index >= len(slots):
             slots.extend([None] * (index + 1 - len(slots)))
         slots[index] = result
+
+    def results(self, observer: Observer) -> Results[Any]:
+        """The batch's Results; raises HookError (holding them) if a hook raised."""
+        final: Results[Any] = Results(self.slots, wall_time=time.monotonic() - self._started)
+        observer.raise_hook_error(final)
+        return final
+
+
+def collect(plan: Plan) -> Results[Any]:
+    """Run a batch to its end and return its Results, in input order."""
+    collector = Collector()
+    add = collector.add
+    results = batch(plan)
+    try:
+        for result in results:
+            add(result)
+    finally:
+        results.close()
+    return collector.results(plan.observer)
+
+
+async def acollect(plan: Plan) -> Results[Any]:
+    """``collect`` inside the running event loop."""
+    collector = Collector()
+    results = abatch(plan)
+    try:
+        async for result in results:
+            collector.add(result)
+    finally:
+        await results.aclose()  # type: ignore[attr-defined]
+    return collector.results(plan.observer)

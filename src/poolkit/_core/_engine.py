@@ -18,30 +18,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from poolkit._errors import Cancelled, DeadlineExceeded, TaskTimeout
-from poolkit._policies import CancelToken, RateLimit, Retry
+from poolkit._policies import Policies
 from poolkit._results import Err, Ok
 
 from ._backend import Backend
 from ._clock import MONOTONIC, Clock
-from ._task import Inbox, Task
+from ._task import Inbox, Job, Task
 
-__all__ = ["Engine", "Hooks", "Policies", "Source"]
+__all__ = ["Engine", "Hooks", "Source"]
 
 _FATAL = (KeyboardInterrupt, SystemExit)
 log = logging.getLogger("poolkit")
-
-
-@dataclass(frozen=True, slots=True)
-class Policies:
-    """The per-batch policies, already validated."""
-
-    retry: Retry | None = None
-    timeout: float | None = None
-    deadline: float | None = None
-    fail_fast: bool = False
-    cancel: CancelToken | None = None
-    rate_limit: RateLimit | None = None
-    max_in_flight: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +47,10 @@ class Source:
     sized input cut short (so that ``len(results) == len(items)``).
     """
 
-    def __init__(self, items: Any, fn: Callable[[Any], Any], reply: Inbox) -> None:
+    def __init__(self, items: Any, job: Job, reply: Inbox) -> None:
         self._iterator: Iterator[Any] = iter(items)
         self._sized = hasattr(items, "__len__")
-        self._fn = fn
+        self._job = job
         self._reply = reply
         self.taken = 0
         self.exhausted = False
@@ -74,7 +61,7 @@ class Source:
         except StopIteration:
             self.exhausted = True
             return None
-        task = Task(self.taken, item, self._fn, self._reply)
+        task = Task(self.taken, item, self._job, self._reply)
         self.taken += 1
         return task
 
@@ -83,7 +70,7 @@ class Source:
         self.exhausted = True
         if self._sized:
             for item in self._iterator:
-                yield Task(self.taken, item, self._fn, self._reply)
+                yield Task(self.taken, item, self._job, self._reply)
                 self.taken += 1
 
 

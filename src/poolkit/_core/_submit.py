@@ -1,4 +1,11 @@
-"""``Runner.submit``: single items fed to one long-lived engine on a coordinator thread."""
+"""``Runner.submit``: single items fed to an engine on a coordinator thread.
+
+The runner's policies apply to each submit: an engine is built when work arrives, and
+when a batch-wide cut (deadline, fail-fast, cancel) ends it, what was queued gets its
+Result from that cut and the next submit gets a fresh engine, so its deadline counts
+from then and a future always completes. Closing the runner stops the coordinator
+after what was submitted has finished.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +15,13 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
+from poolkit._policies import Policies
+
 from ._backend import Backend
 from ._drive import drive
-from ._engine import Engine, Policies
+from ._engine import Engine
 from ._inbox import SyncInbox
-from ._task import Task
+from ._task import Job, Task
 
 __all__ = ["Submitter"]
 
@@ -20,54 +29,59 @@ __all__ = ["Submitter"]
 class _QueueSource:
     """A Source fed by ``submit``: ``pull`` never blocks, ``exhausted`` once closed and empty."""
 
-    def __init__(self, futures: dict[int, Future[Any]]) -> None:
-        self._queue: deque[Task] = deque()
-        self._futures = futures  # the Submitter's, by index: a skipped one is forgotten here
+    def __init__(self, forget: Callable[[int], None]) -> None:
+        self.queue: deque[Task] = deque()
+        self._forget = forget
         self.closed = False
         self.exhausted = False
 
-    def push(self, task: Task) -> None:
-        self._queue.append(task)
-
     def pull(self) -> Task | None:
-        queue = self._queue
+        queue = self.queue
         while queue:
             task = queue.popleft()
             assert task.future is not None
             if task.future.set_running_or_notify_cancel():
                 return task
-            self._futures.pop(task.index, None)  # cancelled before it started: no Result comes
+            self._forget(task.index)  # cancelled before it started: no Result comes
         if self.closed:
             self.exhausted = True
         return None
 
     def rest(self) -> Iterator[Task]:
+        """What was queued when the engine was cut short: each gets the cut's Result."""
         self.exhausted = True
-        return iter(())
+        while self.queue:
+            task = self.queue.popleft()
+            assert task.future is not None
+            if task.future.set_running_or_notify_cancel():
+                yield task
+            else:
+                self._forget(task.index)
 
 
 class Submitter:
     """Runs submitted items through an Engine on a daemon coordinator thread."""
 
-    def __init__(self, backend: Callable[[], Backend], policies: Policies) -> None:
-        self._make_backend = backend
+    def __init__(self, backend: Backend, policies: Policies) -> None:
+        self._backend = backend
         self._policies = policies
         self._inbox = SyncInbox()
         self._futures: dict[int, Future[Any]] = {}
-        self._source = _QueueSource(self._futures)
         self._lock = threading.Lock()
+        self._source = _QueueSource(self._forget)
         self._count = 0
         self._thread: threading.Thread | None = None
 
-    def submit(self, fn: Callable[[Any], Any], item: Any) -> Future[Any]:
+    def submit(self, job: Job, item: Any) -> Future[Any]:
+        """Queue ``job`` on ``item``; the Future's result is its Result."""
         future: Future[Any] = Future()
         with self._lock:
             if self._source.closed:
-                raise RuntimeError("this runner is closed; create a new one")
+                raise RuntimeError("cannot submit: this runner is closed; create a new one")
             index = self._count
             self._count += 1
             self._futures[index] = future
-            self._source.push(Task(index, item, fn, self._inbox, future))
+            self._source.queue.append(Task(index, item, job, self._inbox, future))
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._coordinate, name="poolkit-submit", daemon=True
@@ -76,27 +90,67 @@ class Submitter:
         self._inbox.put(None)
         return future
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
         """Let submitted items finish, then stop the coordinator."""
         with self._lock:
             self._source.closed = True
             thread = self._thread
         self._inbox.put(None)
         if thread is not None and thread is not threading.current_thread():
-            thread.join()
+            thread.join(timeout)
+
+    def cancel_pending(self) -> None:
+        """Cancel every future that has not started (``shutdown(cancel_futures=True)``)."""
+        with self._lock:
+            queued = list(self._source.queue)
+        for task in queued:
+            assert task.future is not None
+            task.future.cancel()
+
+    def _forget(self, index: int) -> None:
+        with self._lock:
+            self._futures.pop(index, None)
 
     def _coordinate(self) -> None:
-        engine = Engine(self._source, self._make_backend(), self._policies)  # type: ignore[arg-type]
+        source = self._source
+        while True:
+            with self._lock:
+                if not source.queue:
+                    if source.closed:
+                        self._thread = None
+                        return
+                    idle = True
+                else:
+                    idle = False
+                    source.exhausted = False
+            if idle:  # an engine starts when work arrives: its deadline counts from then
+                self._inbox.get(None)
+                continue
+            self._run_engine()
+
+    def _run_engine(self) -> None:
         futures = self._futures
         try:
+            engine = Engine(
+                self._source,  # type: ignore[arg-type]
+                self._backend,
+                self._policies,
+            )
             for result in drive(engine, self._inbox):
                 with self._lock:
-                    future = futures.pop(result.index)
-                future.set_result(result)
-        except BaseException as error:  # the coordinator itself failed: fail what is left
+                    future = futures.pop(result.index, None)
+                if future is not None:
+                    future.set_result(result)
+        except BaseException as error:  # the engine itself failed: fail what it held
             with self._lock:
-                left = list(futures.values())
+                running = [f for f in futures.values() if f.running()]
                 futures.clear()
-            for future in left:
+                queued = list(self._source.queue)
+                self._source.queue.clear()
+            for task in queued:
+                assert task.future is not None
+                if task.future.set_running_or_notify_cancel():
+                    running.append(task.future)
+            for future in running:
                 if not future.done():
                     future.set_exception(error)

@@ -1,79 +1,35 @@
-"""Runners: a pool kept warm across calls, with ``run_all``, ``stream`` and ``submit``."""
+"""``BackendRunner``: the one runner base behind every built-in runner.
+
+``run_all``, ``stream``, ``arun_all`` and ``astream`` share one set-up (``_plan``):
+arguments checked, the runner's default policies merged with the call's, hooks and
+progress wired, the backend chosen. Only the driving differs (blocking or awaiting).
+
+A call's options override the runner's defaults key by key; an option passed as
+``None`` switches the default off for that call. "Not given" is simply an absent key.
+"""
 
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable
 from concurrent.futures import Future
 from types import TracebackType
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, TypeVar
 
 from poolkit._core._backend import Backend
-from poolkit._core._batch import Collector, batch
-from poolkit._core._engine import Hooks, Policies
+from poolkit._core._batch import Plan, abatch, acollect, batch, collect
+from poolkit._core._engine import Hooks
 from poolkit._core._observe import Observer
+from poolkit._core._task import Job
+from poolkit._options import CALL_OPTION_NAMES, check_callable, check_hook, check_items
+from poolkit._policies import POLICY_NAMES, Policies, check_policies
 from poolkit._progress import make_progress
 from poolkit._results import Err, Ok, Results
-from poolkit._stream import ResultStream
-from poolkit._validate import check_callable, check_hook, check_items, check_policies
+from poolkit._stream import AsyncResultStream, ResultStream
 
-__all__ = ["BackendRunner", "Runner"]
+__all__ = ["BackendRunner"]
 
 T = TypeVar("T")
-
-POLICY_NAMES = (
-    "retry",
-    "timeout",
-    "deadline",
-    "fail_fast",
-    "cancel",
-    "rate_limit",
-    "max_in_flight",
-)
-
-
-@runtime_checkable
-class Runner(Protocol):
-    """What ``mode=`` accepts besides a mode name: anything that runs batches.
-
-    ``poolkit.runner(mode)`` and ``poolkit.ExecutorRunner(executor)`` return Runners;
-    your own class is one when it has these methods (the docs' "Runners and futures"
-    page shows a complete one in under 40 lines).
-
-    Example:
-        >>> import poolkit
-        >>> with poolkit.runner("thread", workers=2) as r:
-        ...     isinstance(r, poolkit.Runner), r.run_all(len, ["ab", "c"]).values
-        (True, [2, 1])
-    """
-
-    def run_all(self, fn: Callable[[Any], T], items: Iterable[Any], **policies: Any) -> Results[T]:
-        """Run ``fn`` over ``items``; one Result per item, in input order."""
-        ...
-
-    def stream(
-        self, fn: Callable[[Any], T], items: Iterable[Any], **policies: Any
-    ) -> ResultStream[T]:
-        """Results as they complete (``ordered=True``: in input order)."""
-        ...
-
-    def submit(self, fn: Callable[[Any], T], item: Any) -> Future[Ok[T] | Err]:
-        """Run ``fn(item)``; the Future's result is its Result."""
-        ...
-
-    def close(self) -> None:
-        """Stop the workers; the runner cannot be used afterwards."""
-        ...
-
-    def __enter__(self) -> Any: ...
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
 
 
 class BackendRunner:
@@ -84,10 +40,18 @@ class BackendRunner:
 
     def __init__(self, defaults: dict[str, Any] | None = None) -> None:
         self._defaults = dict(defaults or {})
+        unknown = sorted(set(self._defaults) - set(POLICY_NAMES))
+        if unknown:
+            raise TypeError(
+                f"unexpected option(s) {', '.join(unknown)}; the policies are "
+                f"{', '.join(POLICY_NAMES)}"
+            )
+        check_policies(**self._defaults)  # a runner's defaults are checked when it is built
         self._lock = threading.Lock()
         self._backend: Backend | None = None
         self._closed = False
         self._submitter: Any = None
+        self._streams: set[Any] = set()
 
     # -- subclasses provide the backend -----------------------------------------------
 
@@ -112,66 +76,83 @@ class BackendRunner:
     # -- the Runner interface ---------------------------------------------------------
 
     def run_all(
-        self,
-        fn: Callable[[Any], T],
-        items: Iterable[Any],
-        *,
-        progress: Any = False,
-        on_result: Callable[[Ok[T] | Err], Any] | None = None,
-        on_start: Callable[[Any, int], Any] | None = None,
-        on_retry: Callable[[Any, int, BaseException, float], Any] | None = None,
-        **policies: Any,
+        self, fn: Callable[..., T], items: Iterable[Any], *, star: bool = False, **options: Any
     ) -> Results[T]:
-        """Run ``fn`` over ``items`` with this runner's workers; see ``poolkit.run_all``."""
-        started = time.monotonic()
-        backend, checked, observer, hooks = self._prepare(
-            fn, items, progress, on_result, on_start, on_retry, policies
-        )
-        results = batch(backend, fn, items, checked, ordered=False, observer=observer, hooks=hooks)
-        collector = Collector()  # results arrive as they complete; it places them by index
-        add = collector.add
-        try:
-            for result in results:
-                add(result)
-        finally:
-            results.close()
-        final: Results[T] = Results(collector.slots, wall_time=time.monotonic() - started)
-        observer.raise_hook_error(final)
-        return final
+        """Run ``fn`` over ``items`` with this runner's workers; see ``poolkit.run_all``.
+
+        Example:
+            >>> import poolkit
+            >>> with poolkit.runner("thread", workers=2, timeout=5.0) as r:
+            ...     r.run_all(pow, [(2, 3), (3, 2)], star=True, timeout=None).values
+            [8, 9]
+        """
+        return collect(self._plan(fn, items, star, False, options))
 
     def stream(
         self,
-        fn: Callable[[Any], T],
+        fn: Callable[..., T],
         items: Iterable[Any],
         *,
         ordered: bool = False,
-        progress: Any = False,
-        on_result: Callable[[Ok[T] | Err], Any] | None = None,
-        on_start: Callable[[Any, int], Any] | None = None,
-        on_retry: Callable[[Any, int, BaseException, float], Any] | None = None,
-        **policies: Any,
+        star: bool = False,
+        **options: Any,
     ) -> ResultStream[T]:
         """Results as they complete; see ``poolkit.stream``."""
-        return self._open_stream(
-            fn, items, ordered, progress, on_result, on_start, on_retry, policies
-        )
+        plan = self._plan(fn, items, star, ordered, options)
 
-    def submit(self, fn: Callable[[Any], T], item: Any) -> Future[Ok[T] | Err]:
+        def generate() -> Generator[Ok[T] | Err, None, None]:
+            yield from batch(plan)
+            plan.observer.raise_hook_error(())
+
+        return ResultStream(generate())
+
+    async def arun_all(
+        self, fn: Callable[..., T], items: Iterable[Any], *, star: bool = False, **options: Any
+    ) -> Results[T]:
+        """``run_all`` awaited inside a running event loop; see ``poolkit.arun_all``."""
+        return await acollect(self._plan(fn, items, star, False, options))
+
+    def astream(
+        self,
+        fn: Callable[..., T],
+        items: Iterable[Any],
+        *,
+        ordered: bool = False,
+        star: bool = False,
+        **options: Any,
+    ) -> AsyncResultStream[T]:
+        """``stream`` inside a running event loop; see ``poolkit.astream``."""
+        plan = self._plan(fn, items, star, ordered, options)
+
+        async def generate() -> AsyncGenerator[Ok[T] | Err, None]:
+            async for result in abatch(plan):
+                yield result
+            plan.observer.raise_hook_error(())
+
+        return AsyncResultStream(generate())
+
+    def submit(self, fn: Callable[..., T], item: Any, *, star: bool = False) -> Future[Ok[T] | Err]:
         """Run ``fn(item)`` on this runner's workers; the Future's result is its Result.
 
-        The runner's own policies (``retry``, ``timeout``, ``rate_limit`` given to
-        ``poolkit.runner``) apply. ``future.cancel()`` works until the attempt starts.
+        The runner's own policies (``retry``, ``timeout``, ``deadline``, … given to
+        ``poolkit.runner``) apply to each submit on its own; a future always completes.
+        ``future.cancel()`` works until the attempt starts.
         """
         check_callable(fn)
+        submitter = self._submitter or self._open_submitter()
+        job = Job(fn, star=star, timeout=submitter._policies.timeout)
+        return submitter.submit(job, item)  # type: ignore[no-any-return]
+
+    def _open_submitter(self) -> Any:
+        from poolkit._core._submit import Submitter
+
+        policies = self._policies({})
+        backend = self._backend_for(policies)
         with self._lock:
             self._check_open()
             if self._submitter is None:
-                from poolkit._core._submit import Submitter
-
-                policies = self._policies({})
-                self._submitter = Submitter(lambda: self._backend_for(policies), policies)
-            submitter = self._submitter
-        return submitter.submit(fn, item)  # type: ignore[no-any-return]
+                self._submitter = Submitter(backend, policies)
+            return self._submitter
 
     def close(self) -> None:
         """Finish submitted work, then stop the workers. Safe to call twice."""
@@ -211,61 +192,38 @@ class BackendRunner:
         state = "closed" if self._closed else "open"
         return f"<poolkit runner mode={self.mode!r} workers={self.workers} {state}>"
 
-    # -- shared by run_all, stream and the async calls --------------------------------
+    # -- shared by every call ---------------------------------------------------------
 
     def _policies(self, given: dict[str, Any]) -> Policies:
-        unknown = sorted(set(given) - set(POLICY_NAMES))
-        if unknown:
-            raise TypeError(
-                f"unexpected keyword argument(s) {', '.join(unknown)}; the policies are "
-                f"{', '.join(POLICY_NAMES)}"
-            )
-        merged: dict[str, Any] = dict.fromkeys(POLICY_NAMES)
-        merged["fail_fast"] = False
-        merged.update(self._defaults)
-        merged.update({k: v for k, v in given.items() if v is not None or k not in self._defaults})
-        return check_policies(**merged)
+        """The runner's defaults with the call's policies on top (an explicit None wins)."""
+        return check_policies(**{**self._defaults, **given})
 
-    def _prepare(
+    def _plan(
         self,
-        fn: Callable[[Any], Any],
+        fn: Callable[..., Any],
         items: Iterable[Any],
-        progress: Any,
-        on_result: Any,
-        on_start: Any,
-        on_retry: Any,
-        policies: dict[str, Any],
-    ) -> tuple[Backend, Policies, Observer, Hooks]:
+        star: bool,
+        ordered: bool,
+        options: dict[str, Any],
+    ) -> Plan:
         """Check a call's arguments and build what its batch needs (before any work)."""
         check_callable(fn)
         check_items(items)
-        checked = self._policies(policies)
-        observer = Observer(check_hook("on_result", on_result), make_progress(progress, items))
-        hooks = Hooks(
-            on_start=check_hook("on_start", on_start),
-            on_retry=observer.wrap_on_retry(check_hook("on_retry", on_retry)),
-        )
-        return self._backend_for(checked), checked, observer, hooks
-
-    def _open_stream(
-        self,
-        fn: Callable[[Any], T],
-        items: Iterable[Any],
-        ordered: bool,
-        progress: Any,
-        on_result: Any,
-        on_start: Any,
-        on_retry: Any,
-        policies: dict[str, Any],
-    ) -> ResultStream[T]:
-        backend, checked, observer, hooks = self._prepare(
-            fn, items, progress, on_result, on_start, on_retry, policies
-        )
-
-        def generate() -> Generator[Ok[T] | Err, None, None]:
-            yield from batch(
-                backend, fn, items, checked, ordered=ordered, observer=observer, hooks=hooks
+        if not isinstance(star, bool):
+            raise TypeError(f"star={star!r}: expected True (call fn(*item)) or False")
+        unknown = sorted(set(options) - set(CALL_OPTION_NAMES))
+        if unknown:
+            raise TypeError(
+                f"unexpected keyword argument(s) {', '.join(unknown)}; a call takes "
+                f"{', '.join(CALL_OPTION_NAMES)} (mode options go to poolkit.runner)"
             )
-            observer.raise_hook_error(())
-
-        return ResultStream(generate())
+        given = dict(options)
+        progress = given.pop("progress", False)
+        on_result = check_hook("on_result", given.pop("on_result", None))
+        on_start = check_hook("on_start", given.pop("on_start", None))
+        on_retry = check_hook("on_retry", given.pop("on_retry", None))
+        policies = self._policies(given)
+        observer = Observer(on_result, make_progress(progress, items))
+        hooks = Hooks(on_start=on_start, on_retry=observer.wrap_on_retry(on_retry))
+        job = Job(fn, star=star, timeout=policies.timeout)
+        return Plan(self._backend_for(policies), job, items, policies, observer, hooks, ordered)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from poolkit._core import _context
+from poolkit._core import _attempt as _context
 from poolkit._errors import WorkerCrashed
 
 __all__ = [

@@ -1,17 +1,10 @@
 """The body of a process-mode worker (runs in the child process).
 
-Protocol (parent -> child, pickled tuples on the task pipe):
-    ("fn", key, blob)                   the cloudpickled function registered as ``key``
-    ("chunk", key, [(seq, item, n)...]) run these items with function ``key``
-    None                                finish and exit
-Child -> parent, on the result pipe:
-    ("results", [(seq, ok, payload)...], busy_seconds)
-    ("init_failed", error_package)
-
-Before each item the child writes its start time, then its ``seq``, into its slot of
-shared memory, so the parent knows which item was running if the child dies, and
-when it started (for timeouts). Results are sent when a chunk ends, or earlier when
-the last send is more than ``FLUSH_AFTER`` seconds old.
+The messages are described in ``_wire.py``. Before each item the child writes its
+start time, then its ``seq``, into its slot of shared memory, so the parent knows
+which item was running if the child dies, and when it started (for timeouts).
+Results are sent when a chunk ends, or earlier when the last send is more than
+``FLUSH_AFTER`` seconds old.
 """
 
 from __future__ import annotations
@@ -27,9 +20,11 @@ from queue import SimpleQueue
 from typing import Any
 
 from poolkit._backends._pickling import dumps, pack_error
-from poolkit._core import _context
-from poolkit._core._call import call
-from poolkit._core._context import ATTEMPT
+from poolkit._core import _attempt
+from poolkit._core._attempt import WorkerContext, run_attempt
+from poolkit._core._task import Job
+
+from ._wire import KnownFunctions
 
 __all__ = ["FLUSH_AFTER", "worker_main"]
 
@@ -46,7 +41,8 @@ def worker_main(
 ) -> None:
     """Run chunks until told to stop, or until the parent goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C stops
-    _context.IN_WORKER_PROCESS = True
+    _attempt.IN_WORKER_PROCESS = True
+    WorkerContext(slot).enter()
     inbox: SimpleQueue[Any] = SimpleQueue()
     threading.Thread(target=_read, args=(tasks, inbox), daemon=True).start()
     if initializer is not None:
@@ -55,7 +51,7 @@ def worker_main(
         except BaseException as error:
             results.send_bytes(dumps(("init_failed", pack_error(error))))
             return
-    functions: dict[int, Callable[[Any], Any]] = {}
+    functions = KnownFunctions()
     outbox = _Outbox(results)
     time_at = 2 * slot + 1
     seq_at = 2 * slot
@@ -67,20 +63,18 @@ def worker_main(
             outbox.flush()
             return
         if message[0] == "fn":
-            functions[message[1]] = _load_function(message[2])
+            functions.add(message[1], _load_job(message[2]))
             continue
         _, key, entries = message
-        fn = functions[key]
+        functions.use(key)
+        job = functions[key]
         for seq, item, number in entries:
             began = monotonic()
             slots[time_at] = began
             slots[seq_at] = seq
-            ATTEMPT.set(number)
-            try:
-                entry = (seq, True, call(fn, item))
-            except BaseException as error:
-                entry = (seq, False, pack_error(error))
-            add(entry, monotonic() - began)
+            ok, payload = run_attempt(job, item, number)
+            add((seq, ok, payload if ok else pack_error(payload)), monotonic() - began)
+            del item, payload
         outbox.flush()
 
 
@@ -131,21 +125,21 @@ class _Outbox:
             seen = self._added
 
 
-def _load_function(blob: bytes) -> Callable[[Any], Any]:
-    """The function, or one that raises why it could not be loaded in this process."""
+def _load_job(blob: bytes) -> Job:
+    """The Job, or one whose function raises why it could not be loaded in this process."""
     try:
-        fn: Callable[[Any], Any] = pickle.loads(blob)
-        return fn
+        job: Job = pickle.loads(blob)
+        return job
     except Exception as error:
         problem = RuntimeError(
             "the worker process could not load the function: "
             f"{type(error).__name__}: {error} (is its module importable in the worker?)"
         )
 
-        def cannot_load(item: Any) -> Any:
+        def cannot_load(*item: Any) -> Any:
             raise problem
 
-        return cannot_load
+        return Job(cannot_load, star=True)
 
 
 def _read(tasks: Connection, inbox: SimpleQueue[Any]) -> None:

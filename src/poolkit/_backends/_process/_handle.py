@@ -10,6 +10,7 @@ from multiprocessing.context import BaseContext
 from typing import TYPE_CHECKING, Any
 
 from ._child import worker_main
+from ._wire import KnownFunctions
 
 if TYPE_CHECKING:
     from ._pool import Entry
@@ -49,7 +50,7 @@ class WorkerHandle:
         "budget",
         "chunks",
         "dying",
-        "fn_keys",
+        "functions",
         "pid",
         "process",
         "results",
@@ -70,7 +71,7 @@ class WorkerHandle:
     ) -> None:
         self.slot = slot
         self.chunks: deque[list[Entry]] = deque()  # sent, oldest first
-        self.fn_keys: set[int] = set()
+        self.functions = KnownFunctions()  # what the child has loaded, in its LRU order
         self.dying = False  # being stopped on purpose
         self.terminated_at = 0.0
         self.budget = budget  # items it may still take (max_tasks_per_child)

@@ -9,7 +9,7 @@ stopped item's worker is terminated (then killed after a grace period) and repla
 
 Threads in the parent: the engine's thread calls ``start``/``stop``; one collector
 thread per backend reads results and watches the workers' sentinels. One lock guards
-the shared state. ``_worker_handle.py`` starts and stops the processes; ``_worker.py``
+the shared state. ``_handle.py`` starts and stops the processes; ``_child.py``
 is what runs inside them.
 """
 
@@ -27,14 +27,14 @@ from collections.abc import Callable, Sequence
 from multiprocessing.context import BaseContext
 from typing import Any
 
-import cloudpickle
-
 from poolkit._backends._pickling import dumps, unpack_error, why_unpicklable
+from poolkit._core._attempt import copy_error
 from poolkit._core._backend import Backend
 from poolkit._core._task import Task
 from poolkit._errors import PoolkitError, WorkerCrashed
 
 from ._handle import WorkerHandle, default_start_method, kill_all, preload_worker_module
+from ._wire import FunctionTable
 
 __all__ = ["Entry", "ProcessBackend"]
 
@@ -105,7 +105,7 @@ class ProcessBackend(Backend):
         self._pending: deque[Entry] = deque()
         self._entries: dict[int, Entry] = {}
         self._seq = itertools.count(1)
-        self._functions: dict[int, tuple[Callable[[Any], Any], bytes | Exception]] = {}
+        self._functions = FunctionTable()
         self._item_seconds: float | None = None
         self._broken: BaseException | None = None
         self._boot_failures = 0  # workers in a row that died before sending anything
@@ -120,18 +120,18 @@ class ProcessBackend(Backend):
         with self._lock:
             if self._closed:
                 raise RuntimeError("this process runner is closed")
-            fn: Any = None
+            job: Any = None
             refused: BaseException | None = None
             entries = self._entries
             pending = self._pending
             seq = self._seq
             for task in tasks:
-                if task.fn is not fn:
-                    fn = task.fn
-                    blob = self._function(fn)[1]
+                if task.job is not job:
+                    job = task.job
+                    blob = self._functions.get(job)[1]
                     refused = blob if isinstance(blob, Exception) else self._broken
                 if refused is not None:
-                    task.reply.put((task, task.attempts, False, _copy_error(refused)))
+                    task.reply.put((task, task.attempts, False, copy_error(refused)))
                     continue
                 entry = Entry(next(seq), task, task.attempts)
                 task.ticket = entry
@@ -223,21 +223,6 @@ class ProcessBackend(Backend):
 
     # -- sending work -----------------------------------------------------------------
 
-    def _function(self, fn: Callable[[Any], Any]) -> tuple[Callable[[Any], Any], bytes | Exception]:
-        known = self._functions.get(id(fn))
-        if known is None or known[0] is not fn:
-            try:
-                # cloudpickle always: it sends functions of __main__ by value, which a
-                # worker could not import by name.
-                blob: bytes | Exception = cloudpickle.dumps(fn, pickle.HIGHEST_PROTOCOL)
-            except Exception as error:
-                blob = TypeError(
-                    f"process mode could not pickle the function {fn!r}: "
-                    f"{type(error).__name__}: {error}"
-                )
-            known = self._functions[id(fn)] = (fn, blob)
-        return known
-
     def _chunk_size(self, with_room: int) -> int:
         if self._chunksize is not None:
             return self._chunksize
@@ -270,15 +255,17 @@ class ProcessBackend(Backend):
         pending = self._pending
         if worker.budget is not None:
             size = min(size, worker.budget)
-        key = id(pending[0].task.fn)
+        job = pending[0].task.job
+        key, blob = self._functions.get(job)
         chunk: list[Entry] = []
-        while pending and len(chunk) < size and id(pending[0].task.fn) == key:
+        while pending and len(chunk) < size and pending[0].task.job is job:
             chunk.append(pending.popleft())
         try:
-            if key not in worker.fn_keys:
-                blob = self._functions[key][1]
+            if key in worker.functions:
+                worker.functions.use(key)
+            else:
                 worker.tasks.send_bytes(dumps(("fn", key, blob)))
-                worker.fn_keys.add(key)
+                worker.functions.add(key, True)
             message = self._pack(key, chunk)
             if not chunk:
                 return
@@ -298,7 +285,7 @@ class ProcessBackend(Backend):
                 except OSError:
                     pass
 
-    def _pack(self, key: int, chunk: list[Entry]) -> bytes:
+    def _pack(self, key: bytes, chunk: list[Entry]) -> bytes:
         """The chunk message; items that cannot be pickled are failed and left out."""
         body = [(e.seq, e.task.item, e.number) for e in chunk]
         try:
@@ -462,12 +449,12 @@ class ProcessBackend(Backend):
         for chunk in worker.chunks:
             for entry in chunk:
                 if self._entries.pop(entry.seq, None) is entry:
-                    entry.task.reply.put((entry.task, entry.number, False, _copy_error(error)))
+                    entry.task.reply.put((entry.task, entry.number, False, copy_error(error)))
         worker.chunks.clear()
 
     def _fail_everything(self, error: BaseException) -> None:
         for entry in list(self._entries.values()):
-            entry.task.reply.put((entry.task, entry.number, False, _copy_error(error)))
+            entry.task.reply.put((entry.task, entry.number, False, copy_error(error)))
         self._entries.clear()
         self._pending.clear()
         for worker in self._workers:
@@ -490,13 +477,3 @@ def _loads(blob: bytes) -> tuple[Any, ...]:
 def _drain(connection: Any) -> None:
     while connection.poll():
         connection.recv_bytes()
-
-
-def _copy_error(error: BaseException) -> BaseException:
-    """A fresh instance per item, so tracebacks of different items do not mix."""
-    try:
-        clone = type(error)(*error.args)
-    except Exception:
-        return error
-    clone.__cause__ = error.__cause__
-    return clone
