@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 import tenacity
 from hypothesis import given
-from hypothesis import strategies as st
 
 import poolkit
 from poolkit import Err, Ok
@@ -278,25 +277,15 @@ def test_cancelled_token_cancels_everything_at_once() -> None:
     assert all(isinstance(r.error, poolkit.Cancelled) for r in results)
 
 
-@given(st.floats(5, 50), st.integers(1, 4), st.integers(5, 25))
-def test_rate_limit_property(per_second: float, burst: int, count: int) -> None:
-    """Recorded attempt starts never exceed the token bucket's allowance."""
-    starts: list[float] = []
-    lock = threading.Lock()
+def test_rate_limit_holds_in_real_time() -> None:
+    """End to end, with real threads: 6 starts at 10/s, burst 1, take at least 0.5 s.
 
-    def record(x: Any) -> Any:
-        with lock:
-            starts.append(time.monotonic())
-        return x
-
-    limit = poolkit.RateLimit(per_second=per_second, burst=burst)
-    poolkit.run_all(record, range(count), mode="thread", workers=8, rate_limit=limit)
-    starts.sort()
-    # in any window of length w, at most burst + w * rate starts (small slack for clocks)
-    for i, first in enumerate(starts):
-        for j in range(i, len(starts)):
-            window = starts[j] - first
-            assert j - i + 1 <= burst + window * per_second + 1e-6 + 0.02 * per_second
+    The exact property (no window ever over the allowance) is proven on a manual clock
+    in test_engine_sim.py; this only checks that real time is wired to it.
+    """
+    began = time.monotonic()
+    poolkit.run_all(identity, range(6), mode="thread", workers=8, rate_limit=10)
+    assert time.monotonic() - began >= 0.5 - 0.02
 
 
 def test_rate_limit_counts_retries() -> None:
