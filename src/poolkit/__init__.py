@@ -25,6 +25,7 @@ from ._errors import (
     TaskTimeout,
     WorkerCrashed,
 )
+from ._executor import Executor
 from ._policies import CancelToken, RateLimit, Retry
 from ._progress import Progress
 from ._results import Err, Ok, Result, Results
@@ -40,6 +41,7 @@ __all__ = [
     "Cancelled",
     "DeadlineExceeded",
     "Err",
+    "Executor",
     "ExecutorRunner",
     "HookError",
     "Ok",

@@ -201,9 +201,11 @@ class CancelToken:
         True
     """
 
-    __slots__ = ("_event", "_listeners", "_lock")
+    __slots__ = ("__weakref__", "_event", "_listeners", "_lock", "reason")
 
     def __init__(self) -> None:
+        self.reason = "cancelled by its CancelToken"
+        """What the Cancelled errors of the items it cut say."""
         self._event = threading.Event()
         self._lock = threading.Lock()
         self._listeners: list[Callable[[], Any]] = []
@@ -215,9 +217,13 @@ class CancelToken:
 
     def cancel(self) -> None:
         """Cancel every batch that uses this token. Safe from any thread."""
+        self._cancel_because(self.reason)
+
+    def _cancel_because(self, reason: str) -> None:
         with self._lock:
             if self._event.is_set():
                 return
+            self.reason = reason
             self._event.set()
             listeners = list(self._listeners)
         for wake in listeners:

@@ -63,17 +63,20 @@ class AsyncBackend(Backend):
         self._initargs = tuple(initargs)
         self._broken: BaseException | None = None
         self._threads = ThreadBackend(
-            workers,
-            name="poolkit-async-offload",
-            initializer=initializer,
-            initargs=initargs,
-            states=lambda _: self._state,
+            workers, name="poolkit-async-offload", states=lambda _: self._state
         )
 
     def start(self, tasks: Sequence[Task]) -> None:
+        if self._initializer is not None:
+            self._initialize()
         coroutines = [t for t in tasks if t.job.is_async]
         if len(coroutines) < len(tasks):
-            self._threads.start([t for t in tasks if not t.job.is_async])
+            plain = [t for t in tasks if not t.job.is_async]
+            if self._broken is not None:  # the loop's initializer failed: nothing can run
+                for task in plain:
+                    task.reply.put((task, task.attempts, False, copy_error(self._broken)))
+            else:
+                self._threads.start(plain)
         if coroutines:
             if threading.get_ident() == self._loop_thread_id:
                 self._spawn(coroutines)
@@ -117,11 +120,25 @@ class AsyncBackend(Backend):
                 loop.close()
             self._own_thread = None
 
-    def _spawn(self, tasks: list[Task]) -> None:
-        if self._initializer is not None:  # once per loop, on the loop, before any attempt
-            initializer, self._initializer = self._initializer, None
+    def _initialize(self) -> None:
+        """Run the initializer once per loop, on the loop's thread, before any attempt."""
+        initializer, self._initializer = self._initializer, None
+        assert initializer is not None
+
+        done = threading.Event()
+
+        def run() -> None:
             WorkerContext(0, self._state).enter()
             self._broken = initializer_failure(initializer, self._initargs)
+            done.set()
+
+        if threading.get_ident() == self._loop_thread_id:
+            run()
+        else:
+            self._loop.call_soon_threadsafe(run)
+            done.wait()
+
+    def _spawn(self, tasks: list[Task]) -> None:
         create = self._loop.create_task
         for task in tasks:
             number = task.attempts

@@ -25,7 +25,7 @@ from ._backend import Backend
 from ._clock import MONOTONIC, Clock
 from ._task import Inbox, Job, Task
 
-__all__ = ["Engine", "Hooks", "Source"]
+__all__ = ["Engine", "Hooks", "Source", "StopOne"]
 
 _FATAL = (KeyboardInterrupt, SystemExit)
 log = logging.getLogger("poolkit")
@@ -72,6 +72,16 @@ class Source:
             for item in self._iterator:
                 yield Task(self.taken, item, self._job, self._reply)
                 self.taken += 1
+
+
+class StopOne:
+    """A message to the engine: end ``task`` now with ``Err(error)`` (stopping its attempt)."""
+
+    __slots__ = ("error", "task")
+
+    def __init__(self, task: Task, error: BaseException) -> None:
+        self.task = task
+        self.error = error
 
 
 class Engine:
@@ -134,7 +144,8 @@ class Engine:
         now = self._now()
         if self._stopped_by is None:
             if self._cancel is not None and self._cancel.cancelled:
-                self._stop(lambda: Cancelled("cancelled by its CancelToken"), now)
+                reason = self._cancel.reason
+                self._stop(lambda: Cancelled(reason), now)
             elif self._deadline_at is not None and now >= self._deadline_at:
                 deadline = self._deadline
                 self._stop(
@@ -156,7 +167,9 @@ class Engine:
         for message in messages:
             if message is None:
                 continue
-            if type(message) is list:
+            if type(message) is StopOne:
+                self._stop_one(message.task, message.error, now)
+            elif type(message) is list:
                 for task, number, ok, payload in message:
                     self._complete(task, number, ok, payload, now)
             else:
@@ -347,6 +360,21 @@ class Engine:
         for task in self._source.rest():
             self._live += 1
             self._finish(task, Err(make_error(), task.item, task.index, 0, 0.0))
+
+    def _stop_one(self, task: Task, error: BaseException, now: float) -> None:
+        """End one item now (``Future.cancel()`` on running work): stopped, ``Err(error)``."""
+        if task.running:
+            self._end_attempt(task)
+            self._backend.stop([task])
+        elif task in self._ready:
+            self._ready.remove(task)
+        elif any(entry[2] is task for entry in self._waiting):
+            self._waiting = [entry for entry in self._waiting if entry[2] is not task]
+            heapq.heapify(self._waiting)
+        else:
+            return  # finished already, or never taken
+        elapsed = now - task.first_start if task.attempts else 0.0
+        self._finish(task, Err(error, task.item, task.index, task.attempts, elapsed))
 
     def _call_hook(self, name: str, hook: Callable[..., Any], *args: Any) -> None:
         try:

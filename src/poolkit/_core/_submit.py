@@ -10,16 +10,17 @@ after what was submitted has finished.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
 from poolkit._policies import Policies
 
 from ._backend import Backend
 from ._drive import drive
-from ._engine import Engine
+from ._engine import Engine, StopOne
 from ._inbox import SyncInbox
 from ._task import Job, Task
 
@@ -71,17 +72,21 @@ class Submitter:
         self._source = _QueueSource(self._forget)
         self._count = 0
         self._thread: threading.Thread | None = None
+        self.tasks: weakref.WeakKeyDictionary[Future[Any], Task] = weakref.WeakKeyDictionary()
 
-    def submit(self, job: Job, item: Any) -> Future[Any]:
-        """Queue ``job`` on ``item``; the Future's result is its Result."""
-        future: Future[Any] = Future()
+    def submit(self, job: Job, item: Any, future: Future[Any] | None = None) -> Future[Any]:
+        """Queue ``job`` on ``item``; ``set_result`` of the Future is called with its Result."""
+        if future is None:
+            future = Future()
         with self._lock:
             if self._source.closed:
                 raise RuntimeError("cannot submit: this runner is closed; create a new one")
             index = self._count
             self._count += 1
             self._futures[index] = future
-            self._source.queue.append(Task(index, item, job, self._inbox, future))
+            task = Task(index, item, job, self._inbox, future)
+            self._source.queue.append(task)
+            self.tasks[future] = task
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._coordinate, name="poolkit-submit", daemon=True
@@ -106,6 +111,12 @@ class Submitter:
         for task in queued:
             assert task.future is not None
             task.future.cancel()
+
+    def stop(self, future: Future[Any], error: BaseException) -> None:
+        """End the item behind ``future`` now, stopping its running attempt if it has one."""
+        task = self.tasks.get(future)
+        if task is not None:
+            self._inbox.put(StopOne(task, error))
 
     def _forget(self, index: int) -> None:
         with self._lock:
@@ -140,7 +151,10 @@ class Submitter:
                 with self._lock:
                     future = futures.pop(result.index, None)
                 if future is not None:
-                    future.set_result(result)
+                    try:
+                        future.set_result(result)
+                    except InvalidStateError:  # cancelled while running, meanwhile
+                        pass
         except BaseException as error:  # the engine itself failed: fail what it held
             with self._lock:
                 running = [f for f in futures.values() if f.running()]

@@ -10,7 +10,9 @@ A call's options override the runner's defaults key by key; an option passed as
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import weakref
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable
 from concurrent.futures import Future
 from types import TracebackType
@@ -22,7 +24,7 @@ from poolkit._core._engine import Hooks
 from poolkit._core._observe import Observer
 from poolkit._core._task import Job
 from poolkit._options import CALL_OPTION_NAMES, check_callable, check_hook, check_items
-from poolkit._policies import POLICY_NAMES, Policies, check_policies
+from poolkit._policies import POLICY_NAMES, CancelToken, Policies, check_policies
 from poolkit._progress import make_progress
 from poolkit._results import Err, Ok, Results
 from poolkit._stream import AsyncResultStream, ResultStream
@@ -51,7 +53,7 @@ class BackendRunner:
         self._backend: Backend | None = None
         self._closed = False
         self._submitter: Any = None
-        self._streams: set[Any] = set()
+        self._batches: weakref.WeakSet[CancelToken] = weakref.WeakSet()
 
     # -- subclasses provide the backend -----------------------------------------------
 
@@ -138,10 +140,16 @@ class BackendRunner:
         ``poolkit.runner``) apply to each submit on its own; a future always completes.
         ``future.cancel()`` works until the attempt starts.
         """
+        return self._submit(fn, item, star, None)
+
+    def _submit(
+        self, fn: Callable[..., Any], item: Any, star: bool, future: Future[Any] | None
+    ) -> Future[Any]:
+        """``submit``, completing ``future`` (a Future of the Result when None)."""
         check_callable(fn)
         submitter = self._submitter or self._open_submitter()
         job = Job(fn, star=star, timeout=submitter._policies.timeout)
-        return submitter.submit(job, item)  # type: ignore[no-any-return]
+        return submitter.submit(job, item, future)  # type: ignore[no-any-return]
 
     def _open_submitter(self) -> Any:
         from poolkit._core._submit import Submitter
@@ -161,6 +169,9 @@ class BackendRunner:
                 return
             self._closed = True
             submitter, self._submitter = self._submitter, None
+            batches = list(self._batches)
+        for token in batches:
+            token._cancel_because("cancelled: the runner was closed while the batch ran")
         try:
             if submitter is not None:
                 submitter.close()
@@ -223,7 +234,20 @@ class BackendRunner:
         on_start = check_hook("on_start", given.pop("on_start", None))
         on_retry = check_hook("on_retry", given.pop("on_retry", None))
         policies = self._policies(given)
+        backend = self._backend_for(policies)
         observer = Observer(on_result, make_progress(progress, items))
         hooks = Hooks(on_start=on_start, on_retry=observer.wrap_on_retry(on_retry))
         job = Job(fn, star=star, timeout=policies.timeout)
-        return Plan(self._backend_for(policies), job, items, policies, observer, hooks, ordered)
+        # Every batch has a token of its own that close() fires, so closing the runner
+        # ends the batches in flight (their unfinished items are Cancelled); the
+        # caller's token, if any, fires it too.
+        token = CancelToken()
+        with self._lock:
+            self._check_open()
+            self._batches.add(token)
+        if policies.cancel is not None:
+            if policies.cancel.cancelled:
+                token._cancel_because(policies.cancel.reason)
+            policies.cancel._subscribe(lambda: token._cancel_because(policies.cancel.reason))  # type: ignore[union-attr]
+        policies = dataclasses.replace(policies, cancel=token)
+        return Plan(backend, job, items, policies, observer, hooks, ordered)

@@ -40,7 +40,7 @@ __all__ = ["Entry", "ProcessBackend"]
 
 _TARGET_CHUNK_SECONDS = 0.01
 _MAX_CHUNK = 512
-_GRACE = 1.0  # seconds between terminate() and kill() of a worker being stopped
+_GRACE = 0.3  # seconds between terminate() and kill() of a worker being stopped
 _CHUNKS_AHEAD = 2  # chunks queued per worker, so it never waits for the parent
 _BOOT_FAILURES = 3  # workers dying in a row before saying anything: the pool is broken
 
@@ -179,7 +179,7 @@ class ProcessBackend(Backend):
             workers = [w for w in self._workers if w is not None]
         for worker in workers:
             if worker.dying or any(self._entries.get(e.seq) is e for c in worker.chunks for e in c):
-                worker.process.terminate()  # busy with work nobody waits for any more
+                worker.process.kill()  # busy with work nobody waits for any more
                 continue
             try:
                 worker.tasks.send_bytes(dumps(None))
