@@ -9,6 +9,7 @@ import pytest
 
 DOCS = Path(__file__).parent.parent / "docs"
 PAGES = ["executor.md"]
+README = Path(__file__).parent.parent / "README.md"
 
 
 def _blocks(page: str) -> list[str]:
@@ -22,3 +23,9 @@ def test_examples_run(page: str) -> None:
     assert blocks
     for block in blocks:
         exec(compile(block, f"{page}", "exec"), {"__name__": "docs_example"})
+
+
+def test_readme_example_runs() -> None:
+    """The README's example runs as written."""
+    (block,) = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    exec(compile(block, "README.md", "exec"), {"__name__": "readme_example"})

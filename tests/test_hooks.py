@@ -190,7 +190,7 @@ def test_logging(caplog: pytest.LogCaptureFixture) -> None:
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(debug) == 6  # 5 items, one of them twice
     assert len(warnings) == 1
-    assert "item #1 attempt 1" in warnings[0].getMessage()
+    assert "item #1 (1) attempt 1" in warnings[0].getMessage()  # names the item too
 
 
 def test_progress_bar_steps_aside_for_on_result_prints() -> None:
@@ -207,3 +207,55 @@ def test_progress_bar_steps_aside_for_on_result_prints() -> None:
             before = line.split("RESULT")[0]
             assert before.endswith("\r\x1b[2K") or before in ("", "\r"), repr(line)
     assert sum("RESULT" in line for line in lines) == 5
+
+
+def test_progress_accepts_a_tqdm_instance_and_class() -> None:
+    """progress= takes the user's own tqdm (instance or class); counts land on it."""
+    import io
+
+    from tqdm import tqdm
+
+    stream = io.StringIO()
+    bar = tqdm(file=stream, desc="mine")
+    poolkit.run_all(abs, range(7), mode="serial", progress=bar)
+    assert bar.n == 7
+    assert bar.total == 7
+    bar.close()
+    assert "mine" in stream.getvalue()
+
+    class Quiet(tqdm):  # type: ignore[misc]
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(file=io.StringIO(), **kwargs)
+
+    poolkit.run_all(abs, range(3), mode="serial", progress=Quiet)
+
+
+def test_library_is_silent_without_logging_configured() -> None:
+    """The poolkit logger has a NullHandler: a retry prints nothing on stderr by itself."""
+    import subprocess
+    import sys
+
+    code = (
+        "import poolkit\n"
+        "calls = []\n"
+        "def flaky(x):\n"
+        "    calls.append(x)\n"
+        "    if len(calls) == 1: raise ConnectionError('once')\n"
+        "    return x\n"
+        "poolkit.run_all(flaky, [1], mode='serial', retry=poolkit.Retry(2, backoff=0))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    assert done.stderr == ""
+
+
+def test_raise_errors_notes_slicing_and_pairs() -> None:
+    """raise_errors notes item and index; slices are Results; pairs() pairs items with values."""
+    results = poolkit.run_all(lambda x: 10 // x, [1, 0, 5], mode="serial")
+    assert isinstance(results[1:], poolkit.Results)
+    assert results.pairs() == [(1, 10), (5, 2)]
+    with pytest.raises(ExceptionGroup) as caught:
+        results.raise_errors()
+    assert caught.value.exceptions[0].__notes__ == ["poolkit: item #1 (0) failed"]
+    assert "attempts=3" in repr(poolkit.Retry())
+    assert "object at" not in repr(poolkit.Retry())

@@ -45,7 +45,7 @@ def _is_exception_types(on: object) -> bool:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Retry:
     """Try a failed item again, up to ``attempts`` attempts in all.
 
@@ -97,6 +97,11 @@ class Retry:
         if isinstance(backoff, int | float) and backoff < 0:
             raise ValueError(f"Retry(backoff={backoff!r}): seconds must be >= 0")
 
+    def __repr__(self) -> str:
+        return (
+            f"Retry(attempts={self.attempts}, on={_name(self.on)}, backoff={_name(self.backoff)})"
+        )
+
     def should_retry(self, error: BaseException, attempt: int) -> bool:
         """True when ``error`` after attempt number ``attempt`` (1-based) gets another try.
 
@@ -121,6 +126,20 @@ class Retry:
         future.set_exception(error)
         state.outcome = future
         return max(0.0, float(backoff(state)))
+
+
+def _name(value: Any) -> str:
+    """A readable name for an exception type, a tuple of them, or a strategy."""
+    if isinstance(value, type):
+        return value.__qualname__
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_name(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    if isinstance(value, tenacity.wait.wait_random_exponential):
+        return f"wait_random_exponential(multiplier={value.multiplier}, max={value.max})"
+    if isinstance(value, tenacity.wait.wait_base):
+        settings = ", ".join(f"{k}={v!r}" for k, v in vars(value).items())
+        return f"{type(value).__name__}({settings})"
+    return getattr(value, "__qualname__", None) or repr(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -157,19 +157,72 @@ def _terminal_width(stream: TextIO) -> int:
     return columns - 1 if columns > 20 else 79  # a terminal of unknown size reports 0
 
 
-def make_progress(progress: Any, items: Any) -> _Counter | None:
-    """The progress display for ``progress=`` (False, True, "force" or a callable)."""
+class _Tqdm:
+    """Counts results on a tqdm bar (a widget in notebooks): ok/err/retries in its postfix."""
+
+    def __init__(self, bar: Any, owned: bool) -> None:
+        self._bar = bar
+        self._owned = owned
+        self._ok = self._err = self._retries = 0
+
+    def update(self, ok: bool) -> None:
+        if ok:
+            self._ok += 1
+        else:
+            self._err += 1
+        self._bar.update(1)
+        if not ok or self._retries:
+            self._postfix()
+
+    def retry(self) -> None:
+        self._retries += 1
+        self._postfix()
+
+    def _postfix(self) -> None:
+        self._bar.set_postfix(ok=self._ok, err=self._err, retries=self._retries, refresh=False)
+
+    def suspend(self) -> None:
+        self._bar.clear()
+
+    def resume(self) -> None:
+        self._bar.refresh()
+
+    def close(self) -> None:
+        self._postfix()
+        if self._owned:
+            self._bar.close()
+        else:
+            self._bar.refresh()
+
+
+def make_progress(progress: Any, items: Any) -> Any:
+    """The progress display for ``progress=``.
+
+    ``True``: a ``tqdm.auto`` bar (a widget in a notebook, a bar on a terminal's
+    stderr, nothing when stderr is not a terminal); ``"force"``: the bar even then;
+    a tqdm class or instance of your own; or a callable taking ``poolkit.Progress``.
+    """
     if progress is False or progress is None:
         return None
     total = len(items) if hasattr(items, "__len__") else None
-    if callable(progress):
-        return _Counter(total, progress, interval=0.0)
-    if progress is True or progress == "force":
+    if progress is True and "ipykernel" in sys.modules:  # a notebook: tqdm's widget
+        from tqdm.auto import tqdm
+
+        return _Tqdm(tqdm(total=total, unit="item"), owned=True)
+    if progress is True or (isinstance(progress, str) and progress == "force"):
         stream = sys.stderr
         if progress is True and not (hasattr(stream, "isatty") and stream.isatty()):
             return None
         return _Counter(total, ProgressBar(stream), interval=0.1)
+    if isinstance(progress, type) and hasattr(progress, "update"):
+        return _Tqdm(progress(total=total, unit="item"), owned=True)
+    if hasattr(progress, "update") and hasattr(progress, "set_postfix"):
+        if total is not None and getattr(progress, "total", None) is None:
+            progress.total = total
+        return _Tqdm(progress, owned=False)
+    if callable(progress):
+        return _Counter(total, progress, interval=0.0)
     raise TypeError(
-        f"progress={progress!r}: expected True (a bar on stderr when it is a terminal), "
-        "'force' (a bar even when it is not), False, or a callable taking poolkit.Progress"
+        f"progress={progress!r}: expected True (a tqdm bar on stderr when it is a terminal), "
+        "'force', False, a tqdm class or instance, or a callable taking poolkit.Progress"
     )

@@ -154,8 +154,10 @@ class Results(Sequence[Ok[T] | Err]):
     @overload
     def __getitem__(self, index: int) -> Ok[T] | Err: ...
     @overload
-    def __getitem__(self, index: slice) -> list[Ok[T] | Err]: ...
-    def __getitem__(self, index: int | slice) -> Ok[T] | Err | list[Ok[T] | Err]:
+    def __getitem__(self, index: slice) -> Results[T]: ...
+    def __getitem__(self, index: int | slice) -> Ok[T] | Err | Results[T]:
+        if isinstance(index, slice):
+            return Results(self._items[index], wall_time=self.wall_time)
         return self._items[index]
 
     def __len__(self) -> int:
@@ -192,6 +194,19 @@ class Results(Sequence[Ok[T] | Err]):
         """The values of the ``Ok`` results, in input order."""
         return [r.value for r in self._items if isinstance(r, Ok)]
 
+    def pairs(self) -> list[tuple[Any, T]]:
+        """``(item, value)`` of each ``Ok``, in input order.
+
+        Use it instead of ``zip(items, results.values)``, which mispairs as soon as
+        one item failed (``values`` leaves the failures out).
+
+        Example:
+            >>> import poolkit
+            >>> poolkit.run_all(lambda x: 10 // x, [1, 0, 5], mode="serial").pairs()
+            [(1, 10), (5, 2)]
+        """
+        return [(r.item, r.value) for r in self._items if isinstance(r, Ok)]
+
     @property
     def all_ok(self) -> bool:
         """True when every item succeeded (and for an empty batch)."""
@@ -204,9 +219,15 @@ class Results(Sequence[Ok[T] | Err]):
             >>> Results([Ok(1)]).raise_errors() is None
             True
         """
-        errors = [r.error for r in self._items if isinstance(r, Err)]
-        if not errors:
+        failed = [r for r in self._items if isinstance(r, Err)]
+        if not failed:
             return
+        errors = []
+        for result in failed:
+            note = f"poolkit: item #{result.index} ({result.item!r:.60}) failed"
+            if note not in getattr(result.error, "__notes__", ()):
+                result.error.add_note(note)
+            errors.append(result.error)
         exceptions = [e for e in errors if isinstance(e, Exception)]
         message = f"{len(errors)} of {len(self._items)} items failed"
         if len(exceptions) == len(errors):

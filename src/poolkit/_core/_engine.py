@@ -29,6 +29,7 @@ __all__ = ["Engine", "Hooks", "Source", "StopOne"]
 
 _FATAL = (KeyboardInterrupt, SystemExit)
 log = logging.getLogger("poolkit")
+log.addHandler(logging.NullHandler())  # a library is silent until its user configures logging
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,8 +308,9 @@ class Engine:
                 error, again = policy_error, False
             if again:
                 log.warning(
-                    "item #%d attempt %d failed with %r; retrying in %.2f s",
+                    "item #%d (%s) attempt %d failed with %r; retrying in %.2f s",
                     task.index,
+                    _short(task.item),
                     task.attempts,
                     error,
                     wait,
@@ -381,3 +383,9 @@ class Engine:
             hook(*args)
         except Exception as error:
             self.hook_errors.append((name, error))
+
+
+def _short(item: Any) -> str:
+    """A log-sized repr of an item."""
+    text = repr(item)
+    return text if len(text) <= 60 else text[:57] + "..."
