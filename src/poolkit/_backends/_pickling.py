@@ -51,14 +51,14 @@ def pack_error(error: BaseException) -> ErrorPackage:
         if kind.__module__ != "builtins"
         else kind.__qualname__
     )
-    error.__traceback__ = None
-    error.__context__ = error.__cause__ = None
+    # Nothing is assigned on ``error``: an exception that refuses attribute assignment
+    # (a frozen dataclass) must still travel. Pickling leaves the traceback behind.
     blob: bytes | None
     try:
         packed = dumps(error)
         pickle.loads(packed)  # constructors that cannot be re-run fail here, not in the parent
         blob = packed
-    except Exception:
+    except BaseException:  # user code (__reduce__, __setstate__) may raise anything
         blob = None
     return blob, name, str(error), text
 
@@ -72,7 +72,9 @@ def unpack_error(package: ErrorPackage) -> BaseException:
     else:
         try:
             error = pickle.loads(blob)
-        except Exception:
+        except BaseException:  # user code (__setstate__) may raise anything, SystemExit too
+            error = RemoteError(name, message, text)
+        if not isinstance(error, BaseException):
             error = RemoteError(name, message, text)
     if not isinstance(error, RemoteError):
         error.__cause__ = RemoteTraceback(text)

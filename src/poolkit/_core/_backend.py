@@ -38,5 +38,12 @@ class Backend(ABC):
         """When the attempt began running, or None while it is still queued."""
         return task.dispatched
 
+    def halt(self, tasks: Sequence[Task]) -> None:  # noqa: B027 - optional hook
+        """A cut is coming: start nothing more for these attempts' workers (before ``stop``)."""
+
+    def has_started(self, task: Task) -> bool:
+        """True when the attempt began running at some point (a cut counts it as run)."""
+        return self.started_at(task) is not None
+
     def close(self) -> None:  # noqa: B027 - optional hook, most backends have nothing to release
         """Release workers. Calls stuck in threads are abandoned, never waited for."""

@@ -345,7 +345,9 @@ class Engine:
         self._stopped_by = make_error
         running = sorted(self._running, key=lambda t: t.index)
         # An attempt still queued inside its backend never ran: it does not count.
-        never_ran = {t for t in running if self._backend.started_at(t) is None}
+        if running:
+            self._backend.halt(running)
+        never_ran = {t for t in running if not self._backend.has_started(t)}
         for task in running:
             self._end_attempt(task)
         if running:

@@ -24,7 +24,7 @@ from poolkit._core import _attempt
 from poolkit._core._attempt import WorkerContext, run_attempt
 from poolkit._core._task import Job
 
-from ._wire import KnownFunctions
+from ._wire import HALT, SEQ, STRIDE, TIME, KnownFunctions, pack_value
 
 __all__ = ["FLUSH_AFTER", "worker_main"]
 
@@ -45,16 +45,20 @@ def worker_main(
     WorkerContext(slot).enter()
     inbox: SimpleQueue[Any] = SimpleQueue()
     threading.Thread(target=_read, args=(tasks, inbox), daemon=True).start()
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     if initializer is not None:
         try:
             initializer(*initargs)
         except BaseException as error:
             results.send_bytes(dumps(("init_failed", pack_error(error))))
             return
+    results.send_bytes(dumps(("ready",)))
     functions = KnownFunctions()
     outbox = _Outbox(results)
-    time_at = 2 * slot + 1
-    seq_at = 2 * slot
+    time_at = STRIDE * slot + TIME
+    seq_at = STRIDE * slot + SEQ
+    halt_at = STRIDE * slot + HALT
+    last_done = 0  # -seq of the last item finished (0: none yet)
     monotonic = time.monotonic
     add = outbox.add
     while True:
@@ -65,17 +69,29 @@ def worker_main(
         if message[0] == "fn":
             functions.add(message[1], _load_job(message[2]))
             continue
-        _, key, entries = message
+        _, key, entries, blob = message
         functions.use(key)
         job = functions[key]
-        for seq, item, number in entries:
+        try:
+            items = pickle.loads(blob)
+        except BaseException as error:  # user data: a class of __main__, a bad __setstate__
+            outbox.flush()
+            results.send_bytes(dumps(("unloadable", [s for s, _ in entries], pack_error(error))))
+            continue
+        for (seq, number), item in zip(entries, items, strict=True):
             began = monotonic()
             slots[time_at] = began
             slots[seq_at] = seq
+            if slots[halt_at]:  # a cut: the parent counts this item as never started
+                slots[seq_at] = last_done
+                break
             ok, payload = run_attempt(job, item, number)
-            add((seq, ok, payload if ok else pack_error(payload)), monotonic() - began)
+            # Finished: the time to send the result back is not the attempt's.
+            slots[seq_at] = last_done = -seq
+            add(_entry(seq, ok, payload), monotonic() - began)
             del item, payload
         outbox.flush()
+        del message, entries, items, blob  # nothing of a finished chunk stays alive
 
 
 class _Outbox:
@@ -89,14 +105,14 @@ class _Outbox:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
         self._lock = threading.Lock()
-        self._entries: list[tuple[int, bool, Any]] = []
+        self._entries: list[tuple[int, bool, int, Any]] = []
         self._busy = 0.0
         self._added = 0
         self._asleep = True
         self._wake = threading.Event()
         threading.Thread(target=self._poll, daemon=True).start()
 
-    def add(self, entry: tuple[int, bool, Any], busy: float) -> None:
+    def add(self, entry: tuple[int, bool, int, Any], busy: float) -> None:
         with self._lock:
             self._entries.append(entry)
             self._busy += busy
@@ -130,7 +146,7 @@ def _load_job(blob: bytes) -> Job:
     try:
         job: Job = pickle.loads(blob)
         return job
-    except Exception as error:
+    except BaseException as error:
         problem = RuntimeError(
             "the worker process could not load the function: "
             f"{type(error).__name__}: {error} (is its module importable in the worker?)"
@@ -152,26 +168,31 @@ def _read(tasks: Connection, inbox: SimpleQueue[Any]) -> None:
                 return
     except (EOFError, OSError):
         os._exit(0)  # the parent died or closed the pipe: nobody wants our results
+    except BaseException:  # never left hanging: the parent sees a death and replaces us
+        os._exit(70)
 
 
-def _send(results: Connection, done: list[tuple[int, bool, Any]], busy: float) -> None:
+def _send(results: Connection, done: list[tuple[int, bool, int, Any]], busy: float) -> None:
+    results.send_bytes(dumps(("results", done, busy)))
+
+
+def _entry(seq: int, ok: bool, payload: Any) -> tuple[int, bool, int, Any]:
+    """What goes back for one item: its value packed, or its error, or why it cannot pickle."""
+    if not ok:
+        return seq, False, 0, pack_error(payload)
     try:
-        blob = dumps(("results", done, busy))
-    except Exception:
-        blob = dumps(("results", [_picklable(entry) for entry in done], busy))
-    results.send_bytes(blob)
-
-
-def _picklable(entry: tuple[int, bool, Any]) -> tuple[int, bool, Any]:
-    """The entry itself, or an error entry saying why its result cannot be pickled."""
-    seq, ok, payload = entry
-    try:
-        dumps(payload)
-        return entry
+        kind, data = pack_value(payload)
+        return seq, True, kind, data
     except Exception as error:
-        what = "result" if ok else "exception"
         problem = pickle.PicklingError(
-            f"the item's {what} ({type(payload).__name__}) could not be pickled to send it "
+            f"the item's result ({type(payload).__name__}) could not be pickled to send it "
             f"back from the worker process: {type(error).__name__}: {error}"
         )
-        return seq, False, pack_error(problem)
+        return seq, False, 0, pack_error(problem)
+
+
+def _watch_parent(parent: int) -> None:
+    """Exit when the parent is gone (a fork child may hold its own pipe's write end)."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)

@@ -10,7 +10,7 @@ from multiprocessing.context import BaseContext
 from typing import TYPE_CHECKING, Any
 
 from ._child import worker_main
-from ._wire import KnownFunctions
+from ._wire import STRIDE, KnownFunctions
 
 if TYPE_CHECKING:
     from ._pool import Entry
@@ -47,12 +47,15 @@ class WorkerHandle:
     """One worker process, its two pipes, and what the parent has sent it."""
 
     __slots__ = (
+        "born",
         "budget",
         "chunks",
         "dying",
         "functions",
+        "gone",
         "pid",
         "process",
+        "ready",
         "results",
         "slot",
         "spoke",
@@ -73,12 +76,16 @@ class WorkerHandle:
         self.chunks: deque[list[Entry]] = deque()  # sent, oldest first
         self.functions = KnownFunctions()  # what the child has loaded, in its LRU order
         self.dying = False  # being stopped on purpose
+        self.gone = False  # its pipe broke: it died on its own; its sentinel will tell
         self.terminated_at = 0.0
         self.budget = budget  # items it may still take (max_tasks_per_child)
-        self.spoke = False  # it has sent at least one message
+        self.spoke = False  # it has sent at least one result
+        self.ready = False  # its initializer finished
+        self.born = time.monotonic()
         tasks_r, self.tasks = context.Pipe(duplex=False)
         self.results, results_w = context.Pipe(duplex=False)
-        slots[2 * slot] = 0
+        for field in range(STRIDE):
+            slots[STRIDE * slot + field] = 0
         self.process: Any = context.Process(  # type: ignore[attr-defined]
             target=worker_main,
             args=(tasks_r, results_w, slots, slot, initializer, tuple(initargs)),

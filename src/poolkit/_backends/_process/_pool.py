@@ -16,6 +16,7 @@ is what runs inside them.
 from __future__ import annotations
 
 import itertools
+import logging
 import multiprocessing
 import multiprocessing.connection
 import pickle
@@ -34,27 +35,34 @@ from poolkit._core._task import Task
 from poolkit._errors import PoolkitError, WorkerCrashed
 
 from ._handle import WorkerHandle, default_start_method, kill_all, preload_worker_module
-from ._wire import FunctionTable
+from ._wire import HALT, SEQ, STRIDE, TIME, FunctionTable, unpack_value
 
 __all__ = ["Entry", "ProcessBackend"]
+
+log = logging.getLogger("poolkit")
 
 _TARGET_CHUNK_SECONDS = 0.01
 _MAX_CHUNK = 512
 _GRACE = 0.3  # seconds between terminate() and kill() of a worker being stopped
 _CHUNKS_AHEAD = 2  # chunks queued per worker, so it never waits for the parent
+_POLL = 1.0  # the collector looks at least this often whether its runner was dropped
 _BOOT_FAILURES = 3  # workers dying in a row before saying anything: the pool is broken
+
+
+FINISHED = object()  # a task's ticket once its attempt's result came back
 
 
 class Entry:
     """One attempt sent to a worker, by ``seq`` (unique per backend)."""
 
-    __slots__ = ("number", "seq", "task", "worker")
+    __slots__ = ("alone", "number", "seq", "task", "worker")
 
     def __init__(self, seq: int, task: Task, number: int) -> None:
         self.seq = seq
         self.task = task
         self.number = number
         self.worker: WorkerHandle | None = None
+        self.alone = False  # sent in a chunk of its own (its chunk could not be loaded)
 
 
 class ProcessBackend(Backend):
@@ -69,6 +77,7 @@ class ProcessBackend(Backend):
         max_tasks_per_child: int | None = None,
         start_method: str | None = None,
         chunksize: int | None = None,
+        initializer_timeout: float | None = None,
     ) -> None:
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer={initializer!r}: expected a callable or None")
@@ -99,7 +108,9 @@ class ProcessBackend(Backend):
         self._initargs = tuple(initargs)
         self._max_tasks = max_tasks_per_child
         self._chunksize = chunksize
-        self._slots: Any = self._context.RawArray("d", 2 * workers)
+        self._init_limit = initializer_timeout
+        self._attempt_limit: float | None = None  # the latest batch's timeout, for start-up
+        self._slots: Any = self._context.RawArray("d", STRIDE * workers)
         self._lock = threading.RLock()
         self._workers: list[WorkerHandle | None] = [None] * workers
         self._pending: deque[Entry] = deque()
@@ -128,6 +139,7 @@ class ProcessBackend(Backend):
             for task in tasks:
                 if task.job is not job:
                     job = task.job
+                    self._attempt_limit = job.timeout
                     blob = self._functions.get(job)[1]
                     refused = blob if isinstance(blob, Exception) else self._broken
                 if refused is not None:
@@ -165,11 +177,34 @@ class ProcessBackend(Backend):
         entry = task.ticket
         if not isinstance(entry, Entry) or entry.worker is None:
             return None
-        slots, at = self._slots, 2 * entry.worker.slot
-        if slots[at] != entry.seq:
+        slots, at = self._slots, STRIDE * entry.worker.slot
+        if slots[at + SEQ] != entry.seq:
             return None  # not yet started, or finished with its result on the way
-        started = float(slots[at + 1])
-        return started if slots[at] == entry.seq else None
+        started = float(slots[at + TIME])
+        return started if slots[at + SEQ] == entry.seq else None
+
+    def halt(self, tasks: Sequence[Task]) -> None:
+        """Tell the workers running these attempts to start nothing more (a cut comes)."""
+        for task in tasks:
+            entry = task.ticket
+            if isinstance(entry, Entry) and entry.worker is not None:
+                self._slots[STRIDE * entry.worker.slot + HALT] = 1
+
+    def has_started(self, task: Task) -> bool:
+        """True once the attempt began running in its worker (finished ones included)."""
+        entry = task.ticket
+        if entry is FINISHED:
+            return True
+        if not isinstance(entry, Entry) or entry.worker is None:
+            return False
+        running = abs(self._slots[STRIDE * entry.worker.slot + SEQ])
+        for chunk in entry.worker.chunks:  # sent in this order, and run in it
+            for sent in chunk:
+                if sent is entry:
+                    return bool(running)
+                if sent.seq == running:
+                    return False
+        return False
 
     def close(self) -> None:
         with self._lock:
@@ -197,6 +232,10 @@ class ProcessBackend(Backend):
             self._collector.join(5.0)
         for worker in workers:
             worker.close_pipes()
+            try:
+                worker.process.close()
+            except ValueError:
+                pass
         self._wake_r.close()
         self._wake_w.close()
         self._finalizer.detach()
@@ -217,7 +256,10 @@ class ProcessBackend(Backend):
                 self._wake()
         if self._collector is None:
             self._collector = threading.Thread(
-                target=self._collect, name="poolkit-process-collector", daemon=True
+                target=_collect,
+                args=(weakref.ref(self),),
+                name="poolkit-process-collector",
+                daemon=True,
             )
             self._collector.start()
 
@@ -240,6 +282,7 @@ class ProcessBackend(Backend):
                 for w in self._workers
                 if w is not None
                 and not w.dying
+                and not w.gone
                 and len(w.chunks) < _CHUNKS_AHEAD
                 and (w.budget is None or w.budget > 0)
             ]
@@ -257,6 +300,8 @@ class ProcessBackend(Backend):
             size = min(size, worker.budget)
         job = pending[0].task.job
         key, blob = self._functions.get(job)
+        if pending[0].alone:
+            size = 1
         chunk: list[Entry] = []
         while pending and len(chunk) < size and pending[0].task.job is job:
             chunk.append(pending.popleft())
@@ -271,8 +316,10 @@ class ProcessBackend(Backend):
                 return
             worker.tasks.send_bytes(message)
         except (OSError, ValueError):  # the worker is gone; its sentinel will tell
+            # Not _terminate(): it died on its own, and the item it was running must
+            # be charged for it (a stop on purpose charges nobody). It takes no more work.
+            worker.gone = True
             pending.extendleft(reversed(chunk))
-            self._terminate(worker)
             return
         for entry in chunk:
             entry.worker = worker
@@ -287,9 +334,9 @@ class ProcessBackend(Backend):
 
     def _pack(self, key: bytes, chunk: list[Entry]) -> bytes:
         """The chunk message; items that cannot be pickled are failed and left out."""
-        body = [(e.seq, e.task.item, e.number) for e in chunk]
         try:
-            return dumps(("chunk", key, body))
+            items = dumps([e.task.item for e in chunk])
+            return dumps(("chunk", key, [(e.seq, e.number) for e in chunk], items))
         except Exception:
             pass
         for entry in list(chunk):
@@ -302,53 +349,73 @@ class ProcessBackend(Backend):
                     f"({type(entry.task.item).__name__}) to send it to a worker: {reason}"
                 )
                 entry.task.reply.put((entry.task, entry.number, False, error))
-        return dumps(("chunk", key, [(e.seq, e.task.item, e.number) for e in chunk]))
+        items = dumps([e.task.item for e in chunk])
+        return dumps(("chunk", key, [(e.seq, e.number) for e in chunk], items))
 
     # -- the collector thread ---------------------------------------------------------
 
-    def _collect(self) -> None:
-        wait = multiprocessing.connection.wait
-        while True:
-            with self._lock:
-                if self._closed and not any(self._workers):
-                    return
-                live = [w for w in self._workers if w is not None]
-                watch: dict[Any, tuple[str, WorkerHandle | None]] = {self._wake_r: ("wake", None)}
-                for w in live:
-                    watch[w.results] = ("results", w)
-                    watch[w.process.sentinel] = ("died", w)
-                timeout = self._grace_timeout(live)
+    def _watch(self) -> tuple[dict[Any, tuple[str, WorkerHandle | None]], float | None] | None:
+        """What the collector waits on, and for how long; None once it should stop."""
+        with self._lock:
             if self._closed:
-                return
-            try:
-                ready = wait(list(watch), timeout)
-            except OSError:
-                continue
-            with self._lock:
-                for handle in ready:
-                    kind, worker = watch[handle]
-                    if kind == "wake":
-                        _drain(self._wake_r)
-                    elif kind == "results" and worker is not None:
-                        self._receive(worker)
-                for handle in ready:
-                    kind, worker = watch[handle]
-                    if kind == "died" and worker is not None:
-                        self._buried(worker)
-                self._kill_overdue()
-                if not self._closed:
-                    self._ensure_workers()
-                    self._dispatch()
+                return None
+            live = [w for w in self._workers if w is not None]
+            watch: dict[Any, tuple[str, WorkerHandle | None]] = {self._wake_r: ("wake", None)}
+            for w in live:
+                watch[w.results] = ("results", w)
+                watch[w.process.sentinel] = ("died", w)
+            return watch, self._grace_timeout(live)
+
+    def _react(self, watch: dict[Any, tuple[str, WorkerHandle | None]], ready: list[Any]) -> None:
+        """One round of the collector: results first, then deaths, then new work."""
+        with self._lock:
+            for handle in ready:
+                kind, worker = watch[handle]
+                if kind == "wake":
+                    _drain(self._wake_r)
+                elif kind == "results" and worker is not None:
+                    self._receive(worker)
+            for handle in ready:
+                kind, worker = watch[handle]
+                if kind == "died" and worker is not None:
+                    self._buried(worker)
+            self._kill_overdue()
+            if not self._closed:
+                self._ensure_workers()
+                self._dispatch()
+
+    def _init_limit_now(self) -> float | None:
+        """How long an initializer may take: initializer_timeout, else the attempt timeout."""
+        if self._initializer is None:
+            return None
+        return self._init_limit if self._init_limit is not None else self._attempt_limit
 
     def _grace_timeout(self, live: list[WorkerHandle]) -> float | None:
-        dying = [w.terminated_at + _GRACE for w in live if w.dying]
-        return max(0.0, min(dying) - time.monotonic()) if dying else None
+        due = [w.terminated_at + _GRACE for w in live if w.dying]
+        limit = self._init_limit_now()
+        if limit is not None:
+            due += [w.born + limit for w in live if not w.ready and not w.dying]
+        return max(0.0, min(due) - time.monotonic()) if due else None
 
     def _kill_overdue(self) -> None:
         now = time.monotonic()
+        limit = self._init_limit_now()
         for worker in self._workers:
-            if worker is not None:
-                worker.kill_if_overdue(now, _GRACE)
+            if worker is None:
+                continue
+            worker.kill_if_overdue(now, _GRACE)
+            if (
+                limit is not None
+                and not worker.ready
+                and not worker.dying
+                and now >= worker.born + limit
+                and self._broken is None
+            ):
+                self._broken = PoolkitError(
+                    f"the worker initializer {self._initializer!r} did not finish within "
+                    f"{limit} s (initializer_timeout, or the attempt timeout); no item can run"
+                )
+                self._fail_everything(self._broken)
 
     def _receive(self, worker: WorkerHandle) -> None:
         try:
@@ -357,8 +424,11 @@ class ProcessBackend(Backend):
                 self._handle(worker, _loads(message))
         except (EOFError, OSError):
             pass  # it died; its sentinel says so
-        except Exception as error:  # a result that cannot be unpickled here
-            self._fail_chunk(worker, error)
+        except BaseException as error:  # a message that cannot be loaded: poolkit's own bug
+            log.error(
+                "process mode: a message from worker %s could not be read: %r", worker.pid, error
+            )
+            self._terminate(worker)
 
     def _handle(self, worker: WorkerHandle, message: tuple[Any, ...]) -> None:
         if message[0] == "init_failed":
@@ -371,6 +441,12 @@ class ProcessBackend(Backend):
             self._broken = broken
             self._fail_everything(broken)
             return
+        if message[0] == "ready":
+            worker.ready = True
+            return
+        if message[0] == "unloadable":
+            self._unloadable(worker, message[1], unpack_error(message[2]))
+            return
         worker.spoke = True
         self._boot_failures = 0
         _, done, busy = message
@@ -380,12 +456,19 @@ class ProcessBackend(Backend):
             self._item_seconds = per_item if previous is None else 0.7 * previous + 0.3 * per_item
         replies: dict[int, tuple[Any, list[Any]]] = {}
         entries = self._entries
-        for seq, ok, payload in done:
+        for seq, ok, kind, payload in done:
             entry = entries.pop(seq, None)
             if entry is None:
                 continue  # stopped by the engine meanwhile
             task = entry.task
-            value = payload if ok else unpack_error(payload)
+            task.ticket = FINISHED  # no Task <-> Entry cycle outlives the attempt
+            if ok:
+                try:
+                    value = unpack_value(kind, payload)
+                except BaseException as error:  # user code (__setstate__) may raise anything
+                    ok, value = False, _load_failure(task, "result", error)
+            else:
+                value = unpack_error(payload)
             group = replies.get(id(task.reply))
             if group is None:
                 group = replies[id(task.reply)] = (task.reply, [])
@@ -407,14 +490,9 @@ class ProcessBackend(Backend):
         self._receive(worker)  # results it sent before dying still count
         worker.process.join(1.0)
         exitcode = worker.process.exitcode
-        running = self._slots[2 * worker.slot]
+        running = self._slots[STRIDE * worker.slot + SEQ]  # < 0: that item had finished
         if running != 0:
             self._boot_failures = 0
-        live = [e for chunk in worker.chunks for e in chunk if self._entries.get(e.seq) is e]
-        if not worker.dying and live and all(e.seq != running for e in live):
-            # It died before starting any of its items (at start-up, or in a C extension
-            # loaded by the function): blame the first one, so a batch always progresses.
-            running = live[0].seq
         retry: list[Entry] = []
         for chunk in worker.chunks:
             for entry in chunk:
@@ -429,6 +507,11 @@ class ProcessBackend(Backend):
                     retry.append(entry)
         self._pending.extendleft(reversed(retry))
         worker.close_pipes()
+        if not self._closed:  # (once closing, close() owns the process objects)
+            try:
+                worker.process.close()  # its file descriptors now, not at the next full GC
+            except ValueError:
+                pass  # still running (join timed out); the finalizer kills it
         self._workers[worker.slot] = None
         if running == 0 and not worker.spoke and not worker.dying:  # never began an item
             self._boot_failures += 1
@@ -440,6 +523,24 @@ class ProcessBackend(Backend):
                     "imports cleanly in a fresh interpreter"
                 )
                 self._fail_everything(self._broken)
+
+    def _unloadable(self, worker: WorkerHandle, seqs: list[int], error: BaseException) -> None:
+        """A chunk's items could not be loaded in the worker: find the one that cannot."""
+        entries = [self._entries.get(seq) for seq in seqs]
+        live = [e for e in entries if e is not None]
+        for chunk in list(worker.chunks):
+            if any(e.seq in seqs for e in chunk):
+                worker.chunks.remove(chunk)
+        if len(seqs) == 1:
+            for entry in live:
+                del self._entries[entry.seq]
+                failure = _load_failure(entry.task, "item", error)
+                entry.task.reply.put((entry.task, entry.number, False, failure))
+            return
+        for entry in live:  # each alone now, so only the culprit fails
+            entry.worker = None
+            entry.alone = True
+        self._pending.extendleft(reversed(live))
 
     def _terminate(self, worker: WorkerHandle) -> None:
         if worker.terminate():
@@ -469,6 +570,34 @@ class ProcessBackend(Backend):
             pass
 
 
+def _collect(backend_ref: weakref.ref[ProcessBackend]) -> None:
+    """The collector thread: reads results, watches sentinels, kills what overstays.
+
+    It holds the backend only by a weak reference between rounds, so a runner dropped
+    without ``close()`` is garbage-collected and its finalizer stops the workers.
+    """
+    wait = multiprocessing.connection.wait
+    while True:
+        backend = backend_ref()
+        step = None if backend is None else backend._watch()
+        if step is None:
+            return
+        watch, timeout = step
+        del backend
+        try:
+            ready = wait(list(watch), _POLL if timeout is None else min(timeout, _POLL))
+        except OSError:
+            continue
+        backend = backend_ref()
+        if backend is None:
+            return
+        try:
+            backend._react(watch, ready)
+        except BaseException as error:  # nothing may kill the collector
+            log.error("process mode: the collector met %r; carrying on", error)
+        del backend
+
+
 def _loads(blob: bytes) -> tuple[Any, ...]:
     message: tuple[Any, ...] = pickle.loads(blob)
     return message
@@ -477,3 +606,22 @@ def _loads(blob: bytes) -> tuple[Any, ...]:
 def _drain(connection: Any) -> None:
     while connection.poll():
         connection.recv_bytes()
+
+
+def _load_failure(task: Task, what: str, error: BaseException) -> BaseException:
+    """Why an item (loaded in the worker) or its result (loaded here) could not be loaded."""
+    where = "in the worker process" if what == "item" else "in the parent process"
+    subject = task.item if what == "item" else None
+    kind = type(subject).__name__ if what == "item" else "result"
+    hint = (
+        "; a class defined in __main__ under `python -c`, in a REPL or a notebook cannot "
+        "be imported by a worker: define it in a module"
+        if what == "item"
+        else ""
+    )
+    problem = pickle.UnpicklingError(
+        f"process mode could not load item #{task.index}'s {what} ({kind}) {where}: "
+        f"{type(error).__name__}: {error}{hint}"
+    )
+    problem.__cause__ = error
+    return problem

@@ -2,10 +2,20 @@
 
 Parent -> child, pickled tuples on the task pipe:
     ("fn", key, blob)                   the cloudpickled Job known from now on as ``key``
-    ("chunk", key, [(seq, item, n)...]) run these items with Job ``key``
+    ("chunk", key, [(seq, n)...], items)  run these items with Job ``key``; ``items``
+                                        is the pickled list of items, loaded by the
+                                        child's main loop, so an item that cannot be
+                                        loaded fails its chunk's items, never the
+                                        thread that reads the pipe
     None                                finish and exit
 Child -> parent, on the result pipe:
-    ("results", [(seq, ok, payload)...], busy_seconds)
+    ("ready",)                          the initializer finished
+    ("results", [(seq, ok, kind, data)...], busy_seconds)
+                                        ``kind`` 0: ``data`` is the value itself (simple
+                                        scalars); 1: its pickled bytes, loaded one by one
+                                        so one bad result fails only its own item
+    ("unloadable", [seq...], error_package)
+                                        the chunk's items could not be loaded
     ("init_failed", error_package)
 
 A Job's key is a digest of its pickled bytes, so a function redefined in ``__main__``
@@ -26,9 +36,26 @@ import cloudpickle
 
 from poolkit._core._task import Job
 
-__all__ = ["KEPT", "FunctionTable", "KnownFunctions"]
+__all__ = [
+    "HALT",
+    "KEPT",
+    "SEQ",
+    "STRIDE",
+    "TIME",
+    "FunctionTable",
+    "KnownFunctions",
+    "pack_value",
+    "unpack_value",
+]
 
 KEPT = 16  # functions a worker keeps loaded; more would only hold memory of old batches
+
+# Each worker's slot of shared memory: the seq of the item it runs (negative once that
+# item finished), when it started, and a halt flag the parent raises before a cut so
+# the worker starts nothing more (an item it starts after that would be "never started"
+# to the engine, yet would have run).
+STRIDE = 3
+SEQ, TIME, HALT = 0, 1, 2
 
 
 class FunctionTable:
@@ -71,3 +98,18 @@ class KnownFunctions(OrderedDict[bytes, Any]):
         self[key] = value
         while len(self) > KEPT:
             self.popitem(last=False)
+
+
+_INLINE = (int, float, str, bool, type(None))  # values that pickle and load without surprises
+
+
+def pack_value(value: Any) -> tuple[int, Any]:
+    """``(kind, data)`` of a result, as the child sends it; raises when it cannot pickle."""
+    if type(value) in _INLINE:
+        return 0, value
+    return 1, pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+
+
+def unpack_value(kind: int, data: Any) -> Any:
+    """The value back in the parent; raises (anything) when it cannot be loaded."""
+    return data if kind == 0 else pickle.loads(data)

@@ -1,0 +1,72 @@
+"""Objects that misbehave at the process boundary (module-level: importable by workers)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from typing import Any
+
+
+def _refuse(*_: Any) -> Any:
+    raise ValueError("this object refuses to be loaded")
+
+
+class LoadsBadly:
+    """Pickles fine; loading it raises ValueError."""
+
+    def __reduce__(self) -> Any:
+        return (_refuse, ())
+
+
+class ExitsOnLoad:
+    """Pickles fine; loading it raises SystemExit (a BaseException)."""
+
+    def __reduce__(self) -> Any:
+        return (sys.exit, (4,))
+
+
+@dataclasses.dataclass(frozen=True)
+class FrozenError(Exception):
+    """An exception that refuses attribute assignment."""
+
+    code: int
+
+
+def raise_frozen(code: int) -> None:
+    raise FrozenError(code)
+
+
+def item_or_bad_result(x: int) -> Any:
+    """x, except item 3, whose result cannot be loaded in the parent."""
+    return ExitsOnLoad() if x == 3 else x
+
+
+def big(megabytes: int) -> bytes:
+    return b"x" * (megabytes * 1_000_000)
+
+
+def record_and_fail(path: str) -> Any:
+    """Writes the item to ``path`` (one line per run); item 0 fails."""
+
+    def run(x: int) -> int:
+        with open(path, "a") as handle:
+            handle.write(f"{x}\n")
+        if x == 0:
+            raise RuntimeError("first")
+        return x
+
+    return run
+
+
+def crash_once_every_tenth(directory: str) -> Any:
+    """Items divisible by 10 kill their worker on their first attempt."""
+
+    def run(x: int) -> int:
+        marker = os.path.join(directory, str(x))
+        if x % 10 == 0 and not os.path.exists(marker):
+            open(marker, "w").close()
+            os._exit(9)
+        return x
+
+    return run

@@ -1,0 +1,229 @@
+"""Process mode keeps its promises at the boundary: loading, crashes, start-up, lifetime."""
+
+from __future__ import annotations
+
+import gc
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import poolkit
+
+from .boundary import (
+    ExitsOnLoad,
+    FrozenError,
+    LoadsBadly,
+    big,
+    crash_once_every_tenth,
+    item_or_bad_result,
+    raise_frozen,
+    record_and_fail,
+)
+from .conftest import alive, wait_until
+from .crashers import exit_on
+from .test_no_hang import bounded
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.mark.parametrize("bad", [LoadsBadly(), ExitsOnLoad()], ids=["raises", "sys.exit"])
+@pytest.mark.parametrize("timeout", [None, 5.0])
+def test_an_item_that_cannot_be_loaded_in_the_worker_fails_alone(
+    bad: Any, timeout: float | None
+) -> None:
+    """The item is Err(UnpicklingError) naming its type; its chunk-mates succeed; no hang."""
+    items = [1, 2, bad, 4, 5, 6]
+    results = bounded(
+        lambda: poolkit.run_all(abs_or_self, items, mode="process", workers=2, timeout=timeout)
+    )
+    assert [r.value for r in results if r.is_ok()] == [1, 2, 4, 5, 6]
+    error = results[2].error
+    assert isinstance(error, pickle.UnpicklingError)
+    assert type(bad).__name__ in str(error)
+    assert "__main__" in str(error)  # the hint
+
+
+def abs_or_self(x: Any) -> Any:
+    return abs(x) if isinstance(x, int) else x
+
+
+def test_a_result_that_cannot_be_loaded_in_the_parent_fails_only_its_item() -> None:
+    """SystemExit from a result's __setstate__: that item's Err; the collector lives on."""
+    results = bounded(
+        lambda: poolkit.run_all(item_or_bad_result, range(8), mode="process", workers=1)
+    )
+    assert [r.index for r in results if r.is_err()] == [3]
+    assert isinstance(results[3].error, pickle.UnpicklingError)
+    assert [r.value for r in results if r.is_ok()] == [0, 1, 2, 4, 5, 6, 7]
+
+
+def test_a_frozen_dataclass_exception_arrives_as_itself() -> None:
+    """An exception refusing attribute assignment never crashes the worker."""
+    (result,) = poolkit.run_all(raise_frozen, [7], mode="process", workers=1)
+    assert result.attempts == 1
+    assert not isinstance(result.error, poolkit.WorkerCrashed)
+    assert isinstance(result.error, (FrozenError, poolkit.RemoteError))
+    assert "7" in str(result.error) or "FrozenError" in str(result.error)
+
+
+def test_items_that_ran_are_never_reported_as_not_started(tmp_path: Path) -> None:
+    """With fail_fast, attempts == 0 only for items that never ran."""
+    log = tmp_path / "ran"
+    for _ in range(3):
+        log.write_text("")
+        results = poolkit.run_all(
+            record_and_fail(str(log)), range(400), mode="process", workers=2, fail_fast=True
+        )
+        ran = {int(line) for line in log.read_text().split()}
+        wrong = [r.index for r in results if r.attempts == 0 and r.index in ran]
+        assert not wrong, f"items that ran reported attempts == 0: {wrong[:10]}"
+
+
+def test_sending_a_big_result_back_does_not_count_against_the_timeout() -> None:
+    """The attempt ends when the function returns, not when its 150 MB result arrives."""
+    (result,) = poolkit.run_all(big, [150], mode="process", workers=1, timeout=0.3)
+    assert result.is_ok(), result
+    assert len(result.value) == 150_000_000
+
+
+def test_every_crashing_item_is_charged_exactly_once(tmp_path: Path) -> None:
+    """100 items, every 10th crashes once, retried on WorkerCrashed: each charged once."""
+    retry = poolkit.Retry(attempts=2, on=poolkit.WorkerCrashed, backoff=0)
+    for trial in range(8):
+        directory = tmp_path / str(trial)
+        directory.mkdir()
+        results = poolkit.run_all(
+            crash_once_every_tenth(str(directory)),
+            range(100),
+            mode="process",
+            workers=2,
+            retry=retry,
+        )
+        assert results.all_ok
+        charged = {r.index: r.attempts for r in results if r.index % 10 == 0}
+        assert charged == dict.fromkeys(range(0, 100, 10), 2), f"trial {trial}: {charged}"
+
+
+def _init_hang() -> None:
+    time.sleep(60)
+
+
+@pytest.mark.parametrize("bound", ["initializer_timeout", "timeout"])
+def test_a_hanging_initializer_is_bounded(bound: str) -> None:
+    """An initializer that never returns: a clear PoolkitError for every item, promptly."""
+    options: dict[str, Any] = {"initializer": _init_hang, bound: 1.0}
+    began = time.monotonic()
+    results = bounded(lambda: poolkit.run_all(abs, range(4), mode="process", workers=2, **options))
+    assert time.monotonic() - began < 15
+    for result in results:
+        assert isinstance(result.error, poolkit.PoolkitError)
+        assert "initializer" in str(result.error)
+
+
+def test_a_script_without_the_main_guard_gets_one_clear_error(tmp_path: Path) -> None:
+    """A script that forgets `if __name__ == "__main__":` gets a handful of tracebacks,
+    then every item fails with one PoolkitError that says what to do."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import poolkit
+            results = poolkit.run_all(abs, range(200), mode="process", workers=2)
+            print("ERRORS", sum(r.is_err() for r in results))
+            print("MESSAGE", results[0].error if results[0].is_err() else "")
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=100, cwd=tmp_path
+    )
+    assert done.stderr.count("Traceback") <= 6, done.stderr[-2000:]
+    assert "ERRORS 200" in done.stdout, done.stdout + done.stderr[-2000:]
+    assert "__name__" in done.stdout
+
+
+def test_a_dropped_runner_stops_its_workers() -> None:
+    """A process runner dropped without close() is collected and its workers stop."""
+    r = poolkit.runner("process", workers=2)
+    pids = set(r.run_all(lambda _: os.getpid(), range(20)).values)
+    assert pids
+    del r
+    gc.collect()
+    assert wait_until(lambda: not any(alive(p) for p in pids), timeout=15)
+
+
+def test_fork_workers_exit_when_the_parent_is_killed(tmp_path: Path) -> None:
+    """start_method='fork': SIGKILL the parent and its workers go too."""
+    script = tmp_path / "parent.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os, sys, time, poolkit
+            if __name__ == "__main__":
+                r = poolkit.runner("process", workers=2, start_method="fork")
+                pids = set(r.run_all(lambda _: os.getpid(), range(20)).values)
+                print(" ".join(map(str, pids)), flush=True)
+                time.sleep(60)
+            """
+        )
+    )
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        pids = [int(p) for p in parent.stdout.readline().split()]
+        assert pids
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(10)
+        assert wait_until(lambda: not any(alive(p) for p in pids), timeout=10)
+    finally:
+        parent.kill()
+        parent.wait(10)
+        if parent.stdout is not None:
+            parent.stdout.close()
+
+
+def test_replaced_workers_leak_no_file_descriptors() -> None:
+    """One crash per batch on one runner, 60 times: open fds stay flat."""
+    with poolkit.runner("process", workers=1) as r:
+        r.run_all(exit_on(0), [0, 1])
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(60):
+            r.run_all(exit_on(0), [0, 1])
+        after = len(os.listdir("/proc/self/fd"))
+    assert after - before < 10
+
+
+def test_a_redefined_main_function_reaches_warm_workers(tmp_path: Path) -> None:
+    """A function of __main__ redefined, or whose globals changed, is not the old one."""
+    script = tmp_path / "redefine.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import poolkit
+            OFFSET = 1
+            def f(x):
+                return x + OFFSET
+            if __name__ == "__main__":
+                with poolkit.runner("process", workers=1) as r:
+                    first = r.run_all(f, [0]).values
+                    OFFSET = 10
+                    second = r.run_all(f, [0]).values
+                    def f(x):
+                        return x - 100
+                    third = r.run_all(f, [0]).values
+                print(first, second, third)
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=100
+    )
+    assert done.stdout.strip() == "[1] [10] [-100]", done.stdout + done.stderr
