@@ -227,3 +227,10 @@ def test_a_redefined_main_function_reaches_warm_workers(tmp_path: Path) -> None:
         [sys.executable, str(script)], capture_output=True, text=True, timeout=100
     )
     assert done.stdout.strip() == "[1] [10] [-100]", done.stdout + done.stderr
+
+
+def test_elapsed_is_the_items_own_time_not_its_wait_in_the_chunk() -> None:
+    """Eight 0.1 s items in one chunk: each reports about 0.1 s, as in thread mode."""
+    results = poolkit.run_all(time.sleep, [0.1] * 8, mode="process", workers=1, chunksize=8)
+    assert results.all_ok
+    assert max(r.elapsed for r in results) < 0.5  # the last waited 0.7 s behind the others

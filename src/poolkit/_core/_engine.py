@@ -251,6 +251,10 @@ class Engine:
     def _complete(self, task: Task, number: int, ok: bool, payload: Any, now: float) -> None:
         if not task.running or task.attempts != number:
             return  # the engine gave up on this attempt already (timeout, stop)
+        if number == 1:  # elapsed counts from when the item really began, not its hand-over
+            started = task.started
+            if started is not None and started > task.first_start:
+                task.first_start = started
         # _end_attempt, inlined: this runs once per item
         task.running = False
         self._in_backend -= 1

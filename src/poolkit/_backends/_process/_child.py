@@ -88,7 +88,7 @@ def worker_main(
             ok, payload = run_attempt(job, item, number)
             # Finished: the time to send the result back is not the attempt's.
             slots[seq_at] = last_done = -seq
-            add(_entry(seq, ok, payload), monotonic() - began)
+            add((*_entry(seq, ok, payload), began), monotonic() - began)
             del item, payload
         outbox.flush()
         del message, entries, items, blob  # nothing of a finished chunk stays alive
@@ -105,14 +105,14 @@ class _Outbox:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
         self._lock = threading.Lock()
-        self._entries: list[tuple[int, bool, int, Any]] = []
+        self._entries: list[tuple[int, bool, int, Any, float]] = []
         self._busy = 0.0
         self._added = 0
         self._asleep = True
         self._wake = threading.Event()
         threading.Thread(target=self._poll, daemon=True).start()
 
-    def add(self, entry: tuple[int, bool, int, Any], busy: float) -> None:
+    def add(self, entry: tuple[int, bool, int, Any, float], busy: float) -> None:
         with self._lock:
             self._entries.append(entry)
             self._busy += busy
@@ -172,7 +172,7 @@ def _read(tasks: Connection, inbox: SimpleQueue[Any]) -> None:
         os._exit(70)
 
 
-def _send(results: Connection, done: list[tuple[int, bool, int, Any]], busy: float) -> None:
+def _send(results: Connection, done: list[tuple[int, bool, int, Any, float]], busy: float) -> None:
     results.send_bytes(dumps(("results", done, busy)))
 
 

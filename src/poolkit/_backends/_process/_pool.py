@@ -456,11 +456,12 @@ class ProcessBackend(Backend):
             self._item_seconds = per_item if previous is None else 0.7 * previous + 0.3 * per_item
         replies: dict[int, tuple[Any, list[Any]]] = {}
         entries = self._entries
-        for seq, ok, kind, payload in done:
+        for seq, ok, kind, payload, began in done:
             entry = entries.pop(seq, None)
             if entry is None:
                 continue  # stopped by the engine meanwhile
             task = entry.task
+            task.started = began
             task.ticket = FINISHED  # no Task <-> Entry cycle outlives the attempt
             if ok:
                 try:

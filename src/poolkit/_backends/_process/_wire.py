@@ -10,10 +10,13 @@ Parent -> child, pickled tuples on the task pipe:
     None                                finish and exit
 Child -> parent, on the result pipe:
     ("ready",)                          the initializer finished
-    ("results", [(seq, ok, kind, data)...], busy_seconds)
+    ("results", [(seq, ok, kind, data, started)...], busy_seconds)
                                         ``kind`` 0: ``data`` is the value itself (simple
                                         scalars); 1: its pickled bytes, loaded one by one
-                                        so one bad result fails only its own item
+                                        so one bad result fails only its own item;
+                                        ``started``: when the item began (the system-wide
+                                        monotonic clock), so ``elapsed`` leaves out the
+                                        time it waited in its chunk
     ("unloadable", [seq...], error_package)
                                         the chunk's items could not be loaded
     ("init_failed", error_package)
