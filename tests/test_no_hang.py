@@ -154,3 +154,115 @@ def test_async_runner_instance_refused_inside_a_running_loop() -> None:
             poolkit.run_all(abs, [1], mode=r)
 
     asyncio.run(main())
+
+
+def _ignore_sigterm_and_sleep(_: Any) -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    time.sleep(30)
+
+
+def test_process_deadline_holds_when_the_function_ignores_sigterm() -> None:
+    """A worker that ignores SIGTERM is killed: run_all returns within deadline + 0.5 s."""
+    began = time.monotonic()
+    results = bounded(
+        lambda: poolkit.run_all(
+            _ignore_sigterm_and_sleep, [1, 2], mode="process", workers=2, deadline=1.0
+        )
+    )
+    assert time.monotonic() - began < 1.5 + 1.0  # generous: process start-up included
+    assert all(isinstance(r.error, poolkit.DeadlineExceeded) for r in results)
+
+
+async def _blocks_the_loop(_: Any) -> None:
+    time.sleep(3)
+
+
+async def _swallows_cancel(_: Any) -> None:
+    while True:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.8)
+            return
+
+
+def test_async_deadline_holds_when_a_coroutine_blocks_the_loop() -> None:
+    """An async def that blocks its loop: run_all still returns at its deadline."""
+    began = time.monotonic()
+    results = bounded(lambda: poolkit.run_all(_blocks_the_loop, [1], mode="async", deadline=1.0))
+    assert time.monotonic() - began < 1.5
+    assert isinstance(results[0].error, poolkit.DeadlineExceeded)
+
+
+def test_async_timeout_on_a_blocked_loop_reports_stopped_false() -> None:
+    """A coroutine blocking its loop cannot be cancelled: TaskTimeout.stopped is False."""
+    began = time.monotonic()
+    results = bounded(lambda: poolkit.run_all(_blocks_the_loop, [1], mode="async", timeout=0.5))
+    assert time.monotonic() - began < 1.5
+    error = results[0].error
+    assert isinstance(error, poolkit.TaskTimeout)
+    assert error.stopped is False
+
+
+def test_async_timeout_holds_when_a_coroutine_swallows_its_cancel() -> None:
+    """A coroutine that swallows CancelledError: the call returns at its timeout."""
+    began = time.monotonic()
+    results = bounded(lambda: poolkit.run_all(_swallows_cancel, [1], mode="async", timeout=0.5))
+    assert time.monotonic() - began < 1.0 + 0.3
+    assert isinstance(results[0].error, poolkit.TaskTimeout)
+
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@given(
+    mode=st.sampled_from(["serial", "thread", "async", "process"]),
+    call=st.sampled_from(["run_all", "stream", "submit"]),
+    action=st.sampled_from(["close", "cancel", "deadline"]),
+    delay=st.floats(0.0, 0.3),
+    count=st.integers(0, 12),
+)
+def test_random_cuts_never_hang(
+    mode: str, call: str, action: str, delay: float, count: int
+) -> None:
+    """Close the runner, fire the token or pass a deadline at a random moment: every call
+    returns within its bound and every item has exactly one Result."""
+    token = poolkit.CancelToken()
+    options: dict[str, Any] = {"cancel": token} if action == "cancel" else {}
+    if action == "deadline":
+        options["deadline"] = max(delay, 0.01)
+    runner = poolkit.runner(mode, workers=2, **options)
+    items = [0.05] * count
+    timer = threading.Timer(delay, runner.close if action == "close" else token.cancel)
+    try:
+        timer.start()
+
+        def work() -> list[Any]:
+            if call == "run_all":
+                return list(runner.run_all(time.sleep, items))
+            if call == "stream":
+                with runner.stream(time.sleep, items) as results:
+                    return list(results)
+            futures = []
+            for item in items:
+                try:
+                    futures.append(runner.submit(time.sleep, item))
+                except RuntimeError:  # submitted after the close: refused, not lost
+                    futures.append(None)
+            return [f.result(20) if f is not None else None for f in futures]
+
+        try:
+            results = bounded(work, 30)
+        except RuntimeError:  # the call began after the runner was closed: refused at once
+            if action != "close":
+                raise
+            return
+        assert len(results) == count
+        if call != "submit":
+            assert sorted(r.index for r in results) == list(range(count))
+    finally:
+        timer.cancel()
+        bounded(runner.close, 30)

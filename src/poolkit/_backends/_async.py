@@ -50,13 +50,15 @@ class AsyncBackend(Backend):
         if loop is None:
             loop = asyncio.new_event_loop()
             self._own_thread = threading.Thread(
-                target=loop.run_forever, name="poolkit-async-loop", daemon=True
+                target=_run_loop, args=(loop,), name="poolkit-async-loop", daemon=True
             )
             self._own_thread.start()
+            loop.call_soon_threadsafe(self._tick)
         self._loop = loop
         self._loop_thread_id = (
             self._own_thread.ident if self._own_thread is not None else threading.get_ident()
         )
+        self._last_tick = time.monotonic()  # the loop's heartbeat: is it free to cancel?
         self._state: dict[str, Any] = {}
         self._free_ids = list(range(workers - 1, -1, -1))
         self._initializer = initializer
@@ -84,7 +86,14 @@ class AsyncBackend(Backend):
                 self._loop.call_soon_threadsafe(self._spawn, coroutines)
 
     def can_stop(self, task: Task) -> bool:
-        return task.job.is_async
+        """A coroutine can be cancelled, unless it blocks its loop (then it is abandoned)."""
+        if not task.job.is_async:
+            return False
+        return self._own_thread is None or time.monotonic() - self._last_tick < _BLOCKED
+
+    def _tick(self) -> None:
+        self._last_tick = time.monotonic()
+        self._loop.call_later(_TICK, self._tick)
 
     def stop(self, tasks: Sequence[Task]) -> None:
         handles = [t.ticket for t in tasks if t.job.is_async and t.ticket is not None]
@@ -100,24 +109,16 @@ class AsyncBackend(Backend):
         return task.started
 
     def close(self) -> None:
+        """Cancel what still runs and stop the loop, never waiting long on a blocked one.
+
+        A coroutine that blocks the loop (``time.sleep`` in an ``async def``) or swallows
+        its cancellation cannot be stopped: the loop's daemon thread is left to finish
+        it and then closes the loop itself; ``close`` returns at once either way.
+        """
         self._threads.close()
         if self._own_thread is not None:
-            loop = self._loop
-
-            async def _cancel_leftovers() -> None:
-                leftovers = [t for t in asyncio.all_tasks(loop) if t is not asyncio.current_task()]
-                _cancel_all(leftovers)
-                if leftovers:
-                    await asyncio.wait(leftovers, timeout=1.0)
-
-            try:
-                asyncio.run_coroutine_threadsafe(_cancel_leftovers(), loop).result(timeout=2.0)
-            except Exception:
-                pass
-            loop.call_soon_threadsafe(loop.stop)
-            self._own_thread.join(timeout=2.0)
-            if not self._own_thread.is_alive():
-                loop.close()
+            self._loop.call_soon_threadsafe(_shut_down, self._loop)
+            self._own_thread.join(timeout=0.25)
             self._own_thread = None
 
     def _initialize(self) -> None:
@@ -165,6 +166,37 @@ class AsyncBackend(Backend):
         finally:
             self._free_ids.append(worker)
         task.reply.put((task, number, ok, payload))
+
+
+_TICK = 0.05  # the heartbeat of poolkit's own loop
+_BLOCKED = 0.25  # a loop silent for this long is blocked by a call: its tasks cannot be cancelled
+
+
+def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """The loop thread: run until stopped, then close the loop from this same thread."""
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()
+
+
+def _shut_down(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel every task; stop the loop when the last one has ended (at once when none)."""
+    leftovers = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    if not leftovers:
+        loop.stop()
+        return
+    remaining = len(leftovers)
+
+    def one_done(_: object) -> None:
+        nonlocal remaining
+        remaining -= 1
+        if remaining == 0:
+            loop.stop()
+
+    for task in leftovers:
+        task.add_done_callback(one_done)
+        task.cancel()
 
 
 def _cancel_all(handles: list[asyncio.Task[Any]]) -> None:
