@@ -12,13 +12,14 @@ Example:
     >>> from poolkit.download import download_all
     >>> results = download_all(["ftp://example.org/x"], retries=0)
     >>> type(results[0].error).__name__
-    'UnsafeURL'
+    'BadURL'
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -26,10 +27,14 @@ from typing import Any
 
 import poolkit
 
-from ._files import remove_partials
+from ._files import remove_leftovers, remove_partials
 from ._http import (
+    BadURL,
+    ConnectFailed,
     DownloadError,
+    FetchError,
     HTTPStatusError,
+    ReadTimedOut,
     TooLarge,
     TooManyRedirects,
     UnsafeURL,
@@ -40,9 +45,13 @@ from ._page import FetchOptions, Page
 from ._policy import is_transient, retry_policy
 
 __all__ = [
+    "BadURL",
+    "ConnectFailed",
     "DownloadError",
+    "FetchError",
     "HTTPStatusError",
     "Page",
+    "ReadTimedOut",
     "TooLarge",
     "TooManyRedirects",
     "UnsafeURL",
@@ -73,6 +82,9 @@ def download_all(
     headers: Mapping[str, str] | None = None,
     progress: Any = False,
     on_result: Callable[[Any], Any] | None = None,
+    retry_after_cap: float = 60.0,
+    max_backoff: float = 10.0,
+    keep_content: bool = True,
 ) -> poolkit.Results[Page]:
     """Download every URL; one Result per URL, in input order.
 
@@ -94,6 +106,15 @@ def download_all(
         headers: extra request headers; ``Authorization`` and ``Cookie`` never follow a
             redirect to another host or from https to http.
         progress, on_result: as for ``poolkit.run_all``.
+        retry_after_cap: the longest Retry-After honoured (seconds; as urllib3's Retry).
+        max_backoff: the longest wait between retries when the server says nothing.
+        keep_content: without ``dest``, keep each body in ``Page.content`` (False:
+            bodies are counted and discarded while streaming, memory stays flat).
+
+    Errors are the same in every mode: ``FetchError`` and its subclasses
+    (``ConnectFailed``, ``ReadTimedOut``, ``TooLarge``, ``TooManyRedirects``,
+    ``HTTPStatusError`` with ``.status``, ``BadURL``), the client library's own
+    exception as ``__cause__``.
 
     Example:
         >>> results = download_all([], mode="serial")
@@ -112,9 +133,7 @@ def download_all(
         )
     if insecure:
         warnings.warn("TLS verification is off: responses may be forged", stacklevel=2)
-    folder = None if dest is None else Path(dest)
-    if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
+    folder = None if dest is None else _writable_folder(Path(dest))
     options = FetchOptions(
         dest=folder,
         timeout=float(timeout),
@@ -122,10 +141,13 @@ def download_all(
         overwrite=overwrite,
         verify=not insecure,
         headers=dict(headers or {}),
+        retry_after_cap=float(retry_after_cap),
+        keep_content=keep_content,
+        run=secrets.token_hex(4),
     )
     policies: dict[str, Any] = {
         "workers": workers or DEFAULT_WORKERS[mode],
-        "retry": retry_policy(retries),
+        "retry": retry_policy(retries, max_backoff),
         # the attempt limit covers the whole request, body included, plus a little slack
         "timeout": float(timeout) + 1.0,
         "deadline": deadline,
@@ -142,6 +164,24 @@ def download_all(
     except BaseException:
         remove_partials()
         raise
+    finally:
+        if folder is not None:  # what killed workers (Ctrl-C, timeouts) could not remove
+            remove_leftovers(folder, options.run)
+
+
+def _writable_folder(folder: Path) -> Path:
+    """``folder``, created if needed; ValueError (before any download) when it cannot be."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ValueError(f"dest={str(folder)!r} exists and is not a folder") from None
+    except OSError as error:
+        raise ValueError(f"dest={str(folder)!r} cannot be created: {error.strerror}") from None
+    if not folder.is_dir():
+        raise ValueError(f"dest={str(folder)!r} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"dest={str(folder)!r} is not writable")
+    return folder
 
 
 def _has_aiohttp() -> bool:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+from ._http import BadURL, ConnectFailed, FetchError, ReadTimedOut, redact
 from ._page import FetchOptions, Page
 from ._transfer import CHUNK, USER_AGENT, Transfer
 
@@ -30,7 +32,7 @@ class AsyncFetcher:
             connector=connector,
             headers={"User-Agent": USER_AGENT},
             trust_env=False,
-            auto_decompress=True,
+            auto_decompress=False,  # the Transfer undoes Content-Encoding, as in every mode
         )
         return self
 
@@ -43,16 +45,48 @@ class AsyncFetcher:
         if kept is not None:
             return kept
         try:
-            while True:
-                async with self._session.get(
-                    transfer.url, headers=transfer.headers, allow_redirects=False
-                ) as response:
-                    if not transfer.respond(
-                        response.status, response.reason or "", response.headers
-                    ):
-                        continue
-                    async for chunk in response.content.iter_chunked(CHUNK):
-                        transfer.feed(chunk)
-                    return transfer.finish()
+            return await self._fetch(transfer)
+        except FetchError:
+            raise
+        except (TimeoutError, OSError, ValueError) as error:
+            raise _translate(error, transfer.original, self.options.timeout) from error
+        except Exception as error:
+            import aiohttp
+
+            if isinstance(error, aiohttp.ClientError):
+                raise _translate(error, transfer.original, self.options.timeout) from error
+            raise
         finally:
             transfer.close()
+
+    async def _fetch(self, transfer: Transfer) -> Page:
+        while True:
+            async with self._session.get(
+                transfer.url, headers=transfer.headers, allow_redirects=False
+            ) as response:
+                if not transfer.respond(response.status, response.reason or "", response.headers):
+                    continue
+                async for chunk in response.content.iter_chunked(CHUNK):
+                    transfer.feed(chunk)
+                return transfer.finish()
+
+
+def _translate(error: BaseException, url: str, timeout: float) -> FetchError:
+    """aiohttp's exception as the downloader's own (the same types as with requests)."""
+    import aiohttp
+
+    where = redact(url)
+    if isinstance(error, aiohttp.InvalidURL | ValueError):
+        return BadURL(f"{where} is not a valid URL: {error}", url)
+    if isinstance(error, aiohttp.ClientSSLError):
+        failed = ConnectFailed(f"{where}: TLS failed: {error}", url)
+        failed.transient = False
+        return failed
+    if isinstance(error, aiohttp.ConnectionTimeoutError):
+        return ConnectFailed(f"{where}: could not connect (timed out)", url)
+    if isinstance(error, aiohttp.ServerTimeoutError | asyncio.TimeoutError):
+        return ReadTimedOut(f"{where}: no data for {timeout:g} s (timed out)", url)
+    if isinstance(error, aiohttp.ClientConnectorError):
+        reason = "connection refused" if "refused" in str(error).lower() else str(error)[:200]
+        return ConnectFailed(f"{where}: connection failed: {reason}", url)
+    return ConnectFailed(f"{where}: connection failed: {type(error).__name__}: {error}", url)

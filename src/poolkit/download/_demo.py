@@ -47,7 +47,8 @@ def run_demo(
             else:
                 compared = f"({baseline / took:.1f}x {modes[0]})"
             print(f"{mode:>7}: Download {sites} sites in {took:.2f} seconds  {compared}", file=out)
-            all_ok &= _print_outcomes(results, out)
+            # with --faults, one page is slower than the timeout by design
+            all_ok &= _print_outcomes(results, out) or (faults and len(results.errs) <= 1)
         print(
             "\nThreads and async overlap the waiting; processes pay a start-up cost "
             "but would also spread CPU work across cores.",

@@ -8,11 +8,13 @@ import threading
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["PartialFile", "remove_partials", "resolve_inside"]
+__all__ = ["PartialFile", "remove_leftovers", "remove_partials", "resolve_inside"]
 
 _PARTIAL_PREFIX = ".poolkit-"
 _PARTIAL_SUFFIX = ".part"
 _live: set[str] = set()
+_UMASK = os.umask(0o022)  # read once (setting it back at once): files get 0666 & ~umask
+os.umask(_UMASK)
 _live_lock = threading.Lock()
 
 
@@ -32,8 +34,10 @@ class PartialFile:
     interruption), so a failed download never leaves a partial file under its real name.
     """
 
-    def __init__(self, dest: Path) -> None:
-        handle, name = tempfile.mkstemp(prefix=_PARTIAL_PREFIX, suffix=_PARTIAL_SUFFIX, dir=dest)
+    def __init__(self, dest: Path, run: str = "") -> None:
+        prefix = f"{_PARTIAL_PREFIX}{run}-" if run else _PARTIAL_PREFIX
+        handle, name = tempfile.mkstemp(prefix=prefix, suffix=_PARTIAL_SUFFIX, dir=dest)
+        os.fchmod(handle, 0o666 & ~_UMASK)  # as curl and wget: the umask decides, not 0600
         self.path = name
         self.file: BinaryIO = os.fdopen(handle, "wb")
         with _live_lock:
@@ -80,5 +84,18 @@ def remove_partials() -> None:
     for name in names:
         try:
             os.unlink(name)
+        except OSError:
+            pass
+
+
+def remove_leftovers(dest: Path, run: str) -> None:
+    """Remove the partial files of download run ``run`` in ``dest``, whoever wrote them.
+
+    Worker processes own their partial files; when they are killed (Ctrl-C, a
+    timeout) they cannot clean up, so the parent removes them by their run's tag.
+    """
+    for path in dest.glob(f"{_PARTIAL_PREFIX}{run}-*{_PARTIAL_SUFFIX}"):
+        try:
+            path.unlink()
         except OSError:
             pass

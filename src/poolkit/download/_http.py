@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import time
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
     "ALLOWED_SCHEMES",
+    "BadURL",
+    "ConnectFailed",
     "DownloadError",
+    "FetchError",
     "HTTPStatusError",
+    "ReadTimedOut",
     "TooLarge",
     "TooManyRedirects",
     "UnsafeURL",
@@ -20,26 +25,64 @@ __all__ = [
 ]
 
 ALLOWED_SCHEMES = ("http", "https")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-class DownloadError(Exception):
-    """Base of the downloader's own errors."""
+class FetchError(Exception):
+    """Base of every download failure: the same types in every mode.
+
+    ``url`` is the URL that failed (credentials removed from messages); ``transient``
+    says whether a retry may help. The client library's own exception (requests or
+    aiohttp), when there is one, is the ``__cause__``.
+
+    Example:
+        >>> error = ConnectFailed("could not connect to http://h/: refused", "http://h/")
+        >>> isinstance(error, FetchError), error.transient
+        (True, True)
+    """
+
+    transient = False
+
+    def __init__(self, message: str, url: str = "") -> None:
+        super().__init__(message)
+        self.url = url
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.url))
 
 
-class UnsafeURL(DownloadError, ValueError):
-    """A URL (or redirect target) that is not http or https, or has no host."""
+class BadURL(FetchError, ValueError):
+    """A URL (or redirect target) that is malformed, not http(s), or has no host."""
 
 
-class TooManyRedirects(DownloadError):
+UnsafeURL = BadURL  # the first release's name
+
+
+class ConnectFailed(FetchError, ConnectionError):
+    """The connection could not be made, or broke before the whole body arrived."""
+
+    transient = True
+
+
+class ReadTimedOut(FetchError, TimeoutError):
+    """The server sent nothing for ``timeout`` seconds (or took longer than the attempt)."""
+
+    transient = True
+
+
+class TooManyRedirects(FetchError):
     """More redirects than allowed."""
 
 
-class TooLarge(DownloadError):
+class TooLarge(FetchError):
     """The decoded body grew past ``max_bytes``; the download was stopped."""
 
 
-class HTTPStatusError(DownloadError):
-    """The server answered with an error status.
+DownloadError = FetchError  # the first release's name
+
+
+class HTTPStatusError(FetchError):
+    """The server answered with an error status (``.status``, ``.reason``).
 
     ``transient`` is True for 429 and 5xx (worth retrying), ``retry_after`` the seconds
     the server asked to wait, if it said.
@@ -50,67 +93,89 @@ class HTTPStatusError(DownloadError):
     ) -> None:
         self.status = status
         self.reason = reason
-        self.url = url
         self.retry_after = retry_after
-        self.transient = status == 429 or status >= 500
         wait = f", retry after {retry_after:g} s" if retry_after is not None else ""
-        super().__init__(f"HTTP {status} {reason} for {redact(url)}{wait}")
+        super().__init__(f"HTTP {status} {reason} for {redact(url)}{wait}", url)
+        self.transient = status == 429 or status >= 500
 
     def __reduce__(self) -> tuple[object, ...]:
         return (HTTPStatusError, (self.status, self.reason, self.url, self.retry_after))
 
 
 def redact(url: str) -> str:
-    """``url`` without credentials, for messages and summaries.
+    """``url`` without credentials, for messages and summaries (never raises).
 
     Example:
         >>> redact("https://user:secret@example.org/x?q=1")
         'https://***@example.org/x?q=1'
+        >>> redact("http://[::1")
+        'http://[::1'
     """
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    try:
+        parts = urlsplit(url)
+        if parts.username is None and parts.password is None:
+            return url
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+    except ValueError:  # malformed: nothing to redact reliably, keep what precedes "@"
+        return url.split("@", 1)[-1] if "@" in url else url
     return urlunsplit(parts._replace(netloc=f"***@{host}"))
 
 
 def check_url(url: str) -> str:
-    """Return ``url`` when it is http(s) with a host; raise UnsafeURL otherwise."""
-    parts = urlsplit(url)
+    """Return ``url`` when it is a well-formed http(s) URL with a host; raise BadURL."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a malformed port or IPv6 literal raises here
+    except ValueError as error:
+        raise BadURL(f"{redact(url)!r} is not a valid URL: {error}", url) from error
     if parts.scheme.lower() not in ALLOWED_SCHEMES:
-        raise UnsafeURL(f"refusing {redact(url)!r}: only http and https URLs are fetched")
+        raise BadURL(f"refusing {redact(url)!r}: only http and https URLs are fetched", url)
     if not parts.hostname:
-        raise UnsafeURL(f"refusing {redact(url)!r}: the URL has no host")
+        raise BadURL(f"refusing {redact(url)!r}: the URL has no host", url)
     return url
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme)
 
 
 def carry_credentials(source: str, target: str) -> bool:
     """May Authorization/Cookie headers follow a redirect from ``source`` to ``target``?
 
-    Only to the same host, and never from https down to http.
+    Only within one origin: the same scheme, host and port (default ports filled in).
+
+    Example:
+        >>> carry_credentials("http://h/a", "http://h:80/b"), carry_credentials("http://h/", "http://h:8080/")
+        (True, False)
     """
-    a, b = urlsplit(source), urlsplit(target)
-    if (a.hostname or "").lower() != (b.hostname or "").lower():
-        return False
-    return not (a.scheme == "https" and b.scheme == "http")
+    return _origin(source) == _origin(target)
 
 
 def retry_after_seconds(value: str | None, *, cap: float) -> float | None:
     """Seconds to wait from a Retry-After header (seconds or an HTTP date), capped.
 
+    A date without a zone (asctime) is UTC, as RFC 9110 says; a value that is neither
+    (garbage, a negative number) is ignored: None, and the usual backoff applies.
+
     Example:
         >>> retry_after_seconds("120", cap=30), retry_after_seconds("soon", cap=30)
         (30.0, None)
+        >>> retry_after_seconds("\u00b2", cap=30) is None
+        True
     """
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(min(float(value), cap))
     try:
+        if value.isascii() and value.isdigit():
+            return float(min(float(value), cap))
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.UTC)
+        return float(max(0.0, min(when.timestamp() - time.time(), cap)))
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
-    return float(max(0.0, min(when.timestamp() - time.time(), cap)))

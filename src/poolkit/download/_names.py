@@ -8,9 +8,9 @@ import unicodedata
 from pathlib import PurePosixPath
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["MAX_NAME", "content_disposition_name", "file_name_for", "sanitize"]
+__all__ = ["MAX_NAME", "content_disposition_name", "distinct_name", "file_name_for", "sanitize"]
 
-MAX_NAME = 120
+MAX_NAME = 255  # bytes, UTF-8 encoded: what common file systems allow in one name
 # Letters and digits of any script stay (after NFKC); separators, controls, spaces and
 # bidi overrides do not.
 _UNSAFE = re.compile(r"[^\w.()+,=@~-]+")
@@ -39,11 +39,16 @@ def sanitize(name: str) -> str:
     stem = name.split(".", 1)[0].lower()
     if stem in _DEVICES:
         name = "_" + name
-    if len(name) > MAX_NAME:
+    if len(name.encode()) > MAX_NAME:
         stem, dot, suffix = name.rpartition(".")
-        keep = suffix if dot and len(suffix) <= 10 else ""
-        name = name[: MAX_NAME - len(keep) - 1].rstrip("._") + ("." + keep if keep else "")
+        keep = "." + suffix if dot and len(suffix) <= 10 else ""
+        name = _cut(stem if keep else name, MAX_NAME - len(keep.encode())).rstrip("._") + keep
     return name
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes, never inside a character."""
+    return text.encode()[:limit].decode("utf-8", "ignore")
 
 
 def file_name_for(url: str) -> str:
@@ -56,17 +61,30 @@ def file_name_for(url: str) -> str:
     Example:
         >>> file_name_for("https://host/wiki/PHP")
         'PHP-b8185d7729.html'
+        >>> file_name_for("http://127.0.0.1:8000/").startswith("index-")
+        True
         >>> file_name_for("https://host/search?q=1") != file_name_for("https://host/search?q=2")
         True
     """
     parts = urlsplit(url)
     segment = PurePosixPath(unquote(parts.path)).name
-    base = sanitize(segment) if segment else sanitize(parts.hostname or "index")
-    stem, dot, suffix = base.rpartition(".")
+    return distinct_name(sanitize(segment) if segment else "index.html", url)
+
+
+def distinct_name(name: str, url: str) -> str:
+    """``name`` with a short hash of ``url`` before its extension: distinct URLs never
+    collide, whether the name came from the URL or from the server.
+
+    Example:
+        >>> distinct_name("report.pdf", "http://h/a") != distinct_name("report.pdf", "http://h/b")
+        True
+    """
+    stem, dot, suffix = name.rpartition(".")
     if not dot or not stem or len(suffix) > 10:
-        stem, suffix = base, "html"
+        stem, suffix = name, "html"
     digest = hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:10]
-    return sanitize(f"{stem[: MAX_NAME - 24]}-{digest}.{sanitize(suffix)}")
+    tail = f"-{digest}.{sanitize(suffix)}"
+    return sanitize(_cut(stem, MAX_NAME - len(tail.encode())) + tail)
 
 
 def content_disposition_name(header: str | None) -> str | None:

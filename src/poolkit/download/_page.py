@@ -45,6 +45,8 @@ class FetchOptions:
     headers: Mapping[str, str]
     max_redirects: int = 10
     retry_after_cap: float = 60.0
+    keep_content: bool = True
+    run: str = ""  # tags this run's partial files, so the parent can remove them all
 
     @property
     def connect_timeout(self) -> float:

@@ -9,14 +9,14 @@ import tenacity
 
 import poolkit
 
-from ._http import HTTPStatusError
+from ._http import FetchError, HTTPStatusError
 
 __all__ = ["RetryAfterWait", "is_transient", "retry_policy"]
 
 
 def is_transient(error: BaseException) -> bool:
     """Connection errors, timeouts, a body cut short, 429 and 5xx; never other 4xx or TLS."""
-    if isinstance(error, HTTPStatusError):
+    if isinstance(error, FetchError):
         return error.transient
     if isinstance(error, requests.exceptions.SSLError | ssl.SSLError):
         return False
@@ -42,8 +42,8 @@ def is_transient(error: BaseException) -> bool:
 class RetryAfterWait(tenacity.wait.wait_base):
     """Wait what the server asked (Retry-After, already capped), else exponential jitter."""
 
-    def __init__(self) -> None:
-        self._fallback = tenacity.wait_random_exponential(multiplier=0.25, max=10.0)
+    def __init__(self, max_backoff: float = 10.0) -> None:
+        self._fallback = tenacity.wait_random_exponential(multiplier=0.25, max=max_backoff)
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
         outcome = retry_state.outcome
@@ -53,8 +53,8 @@ class RetryAfterWait(tenacity.wait.wait_base):
         return float(self._fallback(retry_state))
 
 
-def retry_policy(retries: int) -> poolkit.Retry | None:
+def retry_policy(retries: int, max_backoff: float = 10.0) -> poolkit.Retry | None:
     """``retries`` more attempts for transient failures (None when retries is 0)."""
     if retries == 0:
         return None
-    return poolkit.Retry(attempts=retries + 1, on=is_transient, backoff=RetryAfterWait())
+    return poolkit.Retry(attempts=retries + 1, on=is_transient, backoff=RetryAfterWait(max_backoff))

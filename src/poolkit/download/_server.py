@@ -202,9 +202,25 @@ def _handler_for(server: LocalServer) -> type[BaseHTTPRequestHandler]:
                 self.connection.close()
             elif path.startswith("/cd/"):
                 name = path[len("/cd/") :]
-                self._send(
-                    200, b"attached\n", {"Content-Disposition": f'attachment; filename="{name}"'}
-                )
+                body = query.get("body", ["attached"])[0].encode() + b"\n"
+                self._send(200, body, {"Content-Disposition": f'attachment; filename="{name}"'})
+            elif path.startswith("/gzip2/"):  # two layers: gzip, gzip
+                body = gzip.compress(gzip.compress(b"z" * int(path.split("/")[2])))
+                self._send(200, body, {"Content-Encoding": "gzip, gzip"})
+            elif path == "/trickle":  # a byte every 0.2 s: never idle long enough to time out
+                seconds = float(query.get("seconds", ["4"])[0])
+                self.send_response(200)
+                self.send_header("Content-Length", str(10**6))
+                self.end_headers()
+                end = time.monotonic() + seconds
+                try:
+                    while time.monotonic() < end:
+                        self.wfile.write(b"t")
+                        self.wfile.flush()
+                        time.sleep(0.2)
+                except OSError:
+                    pass
+                self.close_connection = True
             elif path == "/echo-headers":
                 self._send(
                     200,
