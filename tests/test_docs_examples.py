@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 DOCS = Path(__file__).parent.parent / "docs"
-PAGES = ["executor.md"]
+PAGES = ["executor.md", "concurrency.md", "lesson.md"]
 README = Path(__file__).parent.parent / "README.md"
 
 

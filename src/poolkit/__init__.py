@@ -4,7 +4,7 @@ One call, ``poolkit.run_all(fn, items, mode=...)``, one typed Result (``Ok``/``E
 per item, and retries, timeouts, deadlines and cancellation that behave the same in
 every mode.
 
-Example:
+Examples:
     >>> import poolkit
     >>> results = poolkit.run_all(len, ["a", "bb", "ccc"], mode="thread")
     >>> results.values

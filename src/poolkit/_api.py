@@ -146,7 +146,7 @@ def run_all(
     ``on_start(item, attempt)`` and ``on_retry(item, attempt, error, wait)``, and the
     mode's options (``initializer``, ``initargs``, … see ``poolkit.runner``).
 
-    Example:
+    Examples:
         >>> import poolkit
         >>> results = poolkit.run_all(lambda x: 1 / x, [1, 0, 4], mode="thread", workers=2)
         >>> [r.is_ok() for r in results]
@@ -231,7 +231,7 @@ def stream(
     is. Leaving the loop early and closing the stream (or leaving its ``with`` block)
     cancels what is outstanding and stops the workers.
 
-    Example:
+    Examples:
         >>> import poolkit
         >>> squares = poolkit.stream(lambda x: x * x, range(10**9), ordered=True)
         >>> with squares:
@@ -320,7 +320,7 @@ def astream(
     The default mode is ``"async"``: coroutine functions run on the running loop, plain
     functions on worker threads. Other modes run as usual while the loop stays free.
 
-    Example:
+    Examples:
         >>> import asyncio, poolkit
         >>> async def double(x):
         ...     await asyncio.sleep(0)
@@ -407,7 +407,7 @@ async def arun_all(
     Same options and promises as ``run_all``; the default mode is ``"async"``. A
     Runner of your own runs on a worker thread, so the loop stays free.
 
-    Example:
+    Examples:
         >>> import asyncio, poolkit
         >>> async def main():
         ...     return (await poolkit.arun_all(abs, [-1, -2])).values

@@ -327,7 +327,7 @@ def _record(result: Ok[Any] | Err, redact: Any, timeout: float) -> dict[str, Any
 def _size_text(size: float) -> str:
     """Bytes in the unit that fits: B, KB, MB, GB.
 
-    Example:
+    Examples:
         >>> _size_text(512), _size_text(2048), _size_text(3_500_000)
         ('512 B', '2.0 KB', '3.5 MB')
     """

@@ -35,7 +35,7 @@ __all__ = [
 class PoolkitError(Exception):
     """Base class of every error poolkit itself produces.
 
-    Example:
+    Examples:
         >>> issubclass(TaskTimeout, PoolkitError)
         True
     """
@@ -48,7 +48,7 @@ class TaskTimeout(PoolkitError, TimeoutError):
     kills the worker, async mode cancels the task) and False when it could only be
     abandoned (thread and dask modes: the call runs on, its result is ignored).
 
-    Example:
+    Examples:
         >>> err = TaskTimeout(2.0, stopped=True)
         >>> str(err)
         'attempt timed out after 2.0 s (the call was stopped)'
@@ -71,7 +71,7 @@ def _rebuild_timeout(timeout: float, stopped: bool) -> TaskTimeout:
 class DeadlineExceeded(PoolkitError, TimeoutError):
     """The batch's ``deadline`` passed before this item finished.
 
-    Example:
+    Examples:
         >>> isinstance(DeadlineExceeded("deadline of 5 s passed"), TimeoutError)
         True
     """
@@ -80,7 +80,7 @@ class DeadlineExceeded(PoolkitError, TimeoutError):
 class Cancelled(PoolkitError):
     """The item was cut short by ``fail_fast`` or a ``CancelToken``.
 
-    Example:
+    Examples:
         >>> str(Cancelled("cancelled by fail_fast"))
         'cancelled by fail_fast'
     """
@@ -93,7 +93,7 @@ class WorkerCrashed(PoolkitError):
     ``multiprocessing``), ``signal`` the signal number when it was killed by one,
     and ``pid`` the process id.
 
-    Example:
+    Examples:
         >>> err = WorkerCrashed(exitcode=-9, pid=1234)
         >>> err.signal
         9
@@ -139,7 +139,7 @@ class HookError(PoolkitError):
     The batch still ran to its end: ``results`` holds the complete Results, and
     ``__cause__`` is the first exception the hook raised.
 
-    Example:
+    Examples:
         >>> err = HookError("on_result", results=[])
         >>> str(err)
         'the on_result hook raised; the batch ran to its end and its results are in .results'
@@ -159,7 +159,7 @@ class RemoteError(PoolkitError):
     It keeps what could be carried: the exception's type name, its message and the
     remote traceback text.
 
-    Example:
+    Examples:
         >>> err = RemoteError("mymodule.OddError", "bad thing", "Traceback ...")
         >>> str(err)
         'mymodule.OddError: bad thing'
@@ -181,7 +181,7 @@ class RemoteTraceback(Exception):
     Attached as ``__cause__`` of the rebuilt exception so that printing it shows
     where the error happened.
 
-    Example:
+    Examples:
         >>> RemoteTraceback("Traceback (most recent call last): ...").text
         'Traceback (most recent call last): ...'
     """

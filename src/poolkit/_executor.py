@@ -66,7 +66,7 @@ class Executor(cf.Executor):
     options (``initializer``, ``initargs``, ``max_tasks_per_child``, …) and default
     policies for every submit (``retry``, ``timeout``, …).
 
-    Example:
+    Examples:
         >>> import poolkit
         >>> with poolkit.Executor("thread", workers=2) as pool:
         ...     future = pool.submit(pow, 2, 10)

@@ -56,7 +56,7 @@ class Retry:
     Waiting items do not occupy a worker. ``KeyboardInterrupt``, ``SystemExit``,
     ``Cancelled`` and ``DeadlineExceeded`` are never retried.
 
-    Example:
+    Examples:
         >>> import tenacity
         >>> Retry(attempts=5, on=(ConnectionError, TimeoutError),
         ...       backoff=tenacity.wait_fixed(0.5)).attempts
@@ -149,7 +149,7 @@ class RateLimit:
     A token bucket holding up to ``burst`` tokens: a burst of ``burst`` starts may
     happen at once, then starts are spaced ``1 / per_second`` apart. Retries count.
 
-    Example:
+    Examples:
         >>> RateLimit(per_second=10, burst=2).per_second
         10
         >>> RateLimit(per_second=0)
@@ -179,7 +179,7 @@ class RateLimit:
 class TokenBucket:
     """The per-batch state of a ``RateLimit``.
 
-    Example:
+    Examples:
         >>> b = RateLimit(per_second=2, burst=1).bucket(now=0.0)
         >>> b.take(0.0), b.take(0.0), b.take(0.5)
         (0.0, 0.5, 0.0)
@@ -211,7 +211,7 @@ class CancelToken:
     becomes ``Err(Cancelled)``. A token stays cancelled; a batch started with a
     cancelled token cancels everything at once.
 
-    Example:
+    Examples:
         >>> token = CancelToken()
         >>> token.cancelled
         False

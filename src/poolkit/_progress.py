@@ -16,7 +16,7 @@ __all__ = ["Progress", "ProgressBar", "make_progress"]
 class Progress:
     """A snapshot handed to a ``progress=`` callable after each result and retry.
 
-    Example:
+    Examples:
         >>> p = Progress(done=3, total=10, ok=2, err=1, retries=4, elapsed=1.5)
         >>> p.rate
         2.0
@@ -103,7 +103,7 @@ class _Counter:
 class ProgressBar:
     """Draws a Progress snapshot as one line on a terminal, redrawn in place.
 
-    Example:
+    Examples:
         >>> import io
         >>> bar = ProgressBar(io.StringIO(), width=60)
         >>> bar.format(Progress(done=5, total=10, ok=4, err=1, retries=2, elapsed=2.0))

@@ -24,7 +24,7 @@ class Ok(Generic[T_co]):
     ``attempts`` (how many attempts ran) and ``elapsed`` (seconds from the first
     attempt's start to the result, backoff included).
 
-    Example:
+    Examples:
         >>> r = Ok(4, item=2, index=0, attempts=1, elapsed=0.01)
         >>> match r:
         ...     case Ok(value):
@@ -72,7 +72,7 @@ class Err:
     Fields as for ``Ok``: ``item``, ``index``, ``attempts``, ``elapsed``. An item that
     never started (cut short by a deadline, fail-fast or cancel) has ``attempts == 0``.
 
-    Example:
+    Examples:
         >>> r = Err(ValueError("bad"), item="x", index=3, attempts=2, elapsed=0.5)
         >>> match r:
         ...     case Err(error):
@@ -133,7 +133,7 @@ Result: TypeAlias = Ok[T] | Err
 class Results(Sequence[Ok[T] | Err]):
     """The Results of a batch, one per item, in input order.
 
-    Example:
+    Examples:
         >>> import poolkit
         >>> rs = poolkit.run_all(lambda x: 10 // x, [1, 0, 5], mode="serial")
         >>> rs.values
@@ -200,7 +200,7 @@ class Results(Sequence[Ok[T] | Err]):
         Use it instead of ``zip(items, results.values)``, which mispairs as soon as
         one item failed (``values`` leaves the failures out).
 
-        Example:
+        Examples:
             >>> import poolkit
             >>> poolkit.run_all(lambda x: 10 // x, [1, 0, 5], mode="serial").pairs()
             [(1, 10), (5, 2)]
@@ -215,7 +215,7 @@ class Results(Sequence[Ok[T] | Err]):
     def raise_errors(self) -> None:
         """Raise an ``ExceptionGroup`` of the errors when any item failed.
 
-        Example:
+        Examples:
             >>> Results([Ok(1)]).raise_errors() is None
             True
         """
@@ -239,7 +239,7 @@ class Results(Sequence[Ok[T] | Err]):
 
         ``str()`` of the summary is a readable table.
 
-        Example:
+        Examples:
             >>> s = Results([Ok(1, elapsed=0.1), Err(KeyError("k"), elapsed=0.3)]).summary()
             >>> s.ok, s.err, s.errors_by_type
             (1, 1, {'KeyError': 1})

@@ -19,7 +19,7 @@ class ResultStream(Iterator[Ok[T] | Err], Generic[T]):
     Use it in a ``for`` loop, and in a ``with`` block (or call ``close()``) when you may
     leave the loop early: what is still running is cancelled and the workers stop.
 
-    Example:
+    Examples:
         >>> import poolkit
         >>> with poolkit.stream(str.upper, ["a", "b"], mode="serial", ordered=True) as results:
         ...     [r.value for r in results]
@@ -76,7 +76,7 @@ class ResultStream(Iterator[Ok[T] | Err], Generic[T]):
 class AsyncResultStream(AsyncIterator[Ok[T] | Err], Generic[T]):
     """``astream``'s iterator: ``async for``, ``async with`` and ``aclose()``.
 
-    Example:
+    Examples:
         >>> import asyncio, poolkit
         >>> async def main():
         ...     async with poolkit.astream(abs, [-2], ordered=True) as results:

@@ -22,7 +22,7 @@ def _percentile(sorted_values: Sequence[float], fraction: float) -> float:
 class Summary:
     """A batch in numbers; ``str(summary)`` is a table.
 
-    Example:
+    Examples:
         >>> import poolkit
         >>> s = poolkit.run_all(abs, [-1, 2, -3], mode="serial").summary()
         >>> (s.total, s.ok, s.err)

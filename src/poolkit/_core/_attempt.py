@@ -65,7 +65,7 @@ def worker_state() -> dict[str, Any]:
     mode, per Dask worker in dask mode, per runner in serial mode. Use it to open a
     connection or load a model once per worker (often in an ``initializer``).
 
-    Example:
+    Examples:
         >>> import poolkit
         >>> def count(x):
         ...     state = poolkit.worker_state()
@@ -80,7 +80,7 @@ def worker_state() -> dict[str, Any]:
 def worker_id() -> int:
     """The index (0 … workers-1) of the worker running the current call.
 
-    Example:
+    Examples:
         >>> import poolkit
         >>> ids = poolkit.run_all(lambda _: poolkit.worker_id(), range(4), workers=2).values
         >>> set(ids) <= {0, 1}

@@ -37,7 +37,7 @@ class Job:
     ``id()`` (which a later function may reuse). ``timeout`` is the batch's attempt
     limit, for backends that must send items one at a time to honour it exactly.
 
-    Example:
+    Examples:
         >>> Job(divmod, star=True).call((7, 2))
         (3, 1)
     """

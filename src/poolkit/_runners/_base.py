@@ -82,7 +82,7 @@ class BackendRunner:
     ) -> Results[T]:
         """Run ``fn`` over ``items`` with this runner's workers; see ``poolkit.run_all``.
 
-        Example:
+        Examples:
             >>> import poolkit
             >>> with poolkit.runner("thread", workers=2, timeout=5.0) as r:
             ...     r.run_all(pow, [(2, 3), (3, 2)], star=True, timeout=None).values

@@ -23,7 +23,7 @@ class ExecutorRunner(BackendRunner):
     the runner closes. A running call cannot be stopped through the Executor
     interface, so a timeout abandons it (``TaskTimeout.stopped`` is False).
 
-    Example:
+    Examples:
         >>> from concurrent.futures import ThreadPoolExecutor
         >>> import poolkit
         >>> with ThreadPoolExecutor(2) as pool, poolkit.ExecutorRunner(pool) as r:

@@ -121,7 +121,7 @@ def runner(mode: str = "thread", workers: int | None = None, **options: Any) -> 
     ``timeout``, ``rate_limit``, …), which also apply to ``submit``. Everything is
     checked here, before any worker starts.
 
-    Example:
+    Examples:
         >>> import poolkit
         >>> with poolkit.runner("thread", workers=4) as r:
         ...     first = r.run_all(str.upper, ["a", "b"]).values

@@ -24,7 +24,7 @@ class Runner(Protocol):
     page shows a complete one in under 40 lines). ``arun_all``/``astream`` run a
     Runner of your own on a worker thread, so your loop stays free.
 
-    Example:
+    Examples:
         >>> import poolkit
         >>> with poolkit.runner("thread", workers=2) as r:
         ...     isinstance(r, poolkit.Runner), r.run_all(len, ["ab", "c"]).values

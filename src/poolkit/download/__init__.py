@@ -8,7 +8,7 @@ a compressed bomb is stopped too), TLS verification on, file names that cannot l
 ``dest``, files written atomically, credentials never printed nor carried to another
 host or from https to http, and retries only for transient failures.
 
-Example:
+Examples:
     >>> from poolkit.download import download_all
     >>> results = download_all(["ftp://example.org/x"], retries=0)
     >>> type(results[0].error).__name__
@@ -116,7 +116,7 @@ def download_all(
     ``HTTPStatusError`` with ``.status``, ``BadURL``), the client library's own
     exception as ``__cause__``.
 
-    Example:
+    Examples:
         >>> results = download_all([], mode="serial")
         >>> len(results)
         0

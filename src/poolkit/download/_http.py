@@ -35,7 +35,7 @@ class FetchError(Exception):
     says whether a retry may help. The client library's own exception (requests or
     aiohttp), when there is one, is the ``__cause__``.
 
-    Example:
+    Examples:
         >>> error = ConnectFailed("could not connect to http://h/: refused", "http://h/")
         >>> isinstance(error, FetchError), error.transient
         (True, True)
@@ -105,7 +105,7 @@ class HTTPStatusError(FetchError):
 def redact(url: str) -> str:
     """``url`` without credentials, for messages and summaries (never raises).
 
-    Example:
+    Examples:
         >>> redact("https://user:secret@example.org/x?q=1")
         'https://***@example.org/x?q=1'
         >>> redact("http://[::1")
@@ -148,7 +148,7 @@ def carry_credentials(source: str, target: str) -> bool:
 
     Only within one origin: the same scheme, host and port (default ports filled in).
 
-    Example:
+    Examples:
         >>> carry_credentials("http://h/a", "http://h:80/b"), carry_credentials("http://h/", "http://h:8080/")
         (True, False)
     """
@@ -161,7 +161,7 @@ def retry_after_seconds(value: str | None, *, cap: float) -> float | None:
     A date without a zone (asctime) is UTC, as RFC 9110 says; a value that is neither
     (garbage, a negative number) is ignored: None, and the usual backoff applies.
 
-    Example:
+    Examples:
         >>> retry_after_seconds("120", cap=30), retry_after_seconds("soon", cap=30)
         (30.0, None)
         >>> retry_after_seconds("\u00b2", cap=30) is None

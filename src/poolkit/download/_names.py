@@ -29,7 +29,7 @@ _DEVICES = {
 def sanitize(name: str) -> str:
     """A single, safe path component made of ``name``: never empty, ``.``/``..``, or a device.
 
-    Example:
+    Examples:
         >>> sanitize("../../etc/passwd"), sanitize("CON.txt"), sanitize("  ")
         ('etc_passwd', '_CON.txt', 'download')
     """
@@ -58,7 +58,7 @@ def file_name_for(url: str) -> str:
     whole URL (query string included) keeps distinct URLs apart, since the readable
     part alone collides across paths (``/a/index.html`` and ``/b/index.html``).
 
-    Example:
+    Examples:
         >>> file_name_for("https://host/wiki/PHP")
         'PHP-b8185d7729.html'
         >>> file_name_for("http://127.0.0.1:8000/").startswith("index-")
@@ -75,7 +75,7 @@ def distinct_name(name: str, url: str) -> str:
     """``name`` with a short hash of ``url`` before its extension: distinct URLs never
     collide, whether the name came from the URL or from the server.
 
-    Example:
+    Examples:
         >>> distinct_name("report.pdf", "http://h/a") != distinct_name("report.pdf", "http://h/b")
         True
     """
@@ -90,7 +90,7 @@ def distinct_name(name: str, url: str) -> str:
 def content_disposition_name(header: str | None) -> str | None:
     """The sanitized file name a Content-Disposition header offers, if any.
 
-    Example:
+    Examples:
         >>> content_disposition_name('attachment; filename="../../x.sh"')
         'x.sh'
         >>> content_disposition_name("attachment; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf")

@@ -18,7 +18,7 @@ class Page:
     ``dest`` was not given: then ``content`` holds the body). ``skipped`` is True when the
     file was already there and ``overwrite`` was off: it was kept, and nothing was fetched.
 
-    Example:
+    Examples:
         >>> Page("http://h/x", "http://h/x", 200, 3, 0.1, content=b"abc").bytes
         3
     """

@@ -8,7 +8,7 @@
 - The pytest plugin (installed with poolkit) gives the fixtures ``poolkit_mode`` and
   ``poolkit_runner``, parametrized over every mode available here.
 
-Example:
+Examples:
     >>> import poolkit
     >>> from poolkit.testing import Raise, TransientError, faulty, check_invariants
     >>> plan = {2: (Raise(TransientError("blip")),)}

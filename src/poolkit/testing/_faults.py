@@ -90,7 +90,7 @@ end of the script, and items not in the plan, return normally."""
 def current_attempt() -> int:
     """The number (1-based) of the attempt running in this worker.
 
-    Example:
+    Examples:
         >>> import poolkit
         >>> poolkit.run_all(lambda _: current_attempt(), [None], mode="serial").values
         [1]
@@ -137,7 +137,7 @@ def faulty(
 ) -> Faulty:
     """Wrap ``fn`` so each item follows ``plan`` (looked up by ``key(item)``, or the item).
 
-    Example:
+    Examples:
         >>> f = faulty(str, {1: [Raise(ValueError("no")), Return()]})
         >>> f.outcome(1, 1), f.outcome(1, 2), f.outcome(2, 1)
         (Raise(error=ValueError('no')), Return(), Return())

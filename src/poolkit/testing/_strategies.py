@@ -26,7 +26,7 @@ def fault_plans(
     script). ``kinds`` picks the faults: ``"transient"`` (raises TransientError),
     ``"fatal"`` (FatalError), ``"hang"`` (sleeps ``hang_seconds``), ``"crash"``.
 
-    Example:
+    Examples:
         >>> from hypothesis import given
         >>> @given(fault_plans([1, 2, 3], kinds=("transient",)))
         ... def test(plan):
@@ -82,7 +82,7 @@ def items(kind: str = "hashable", *, max_size: int = 50) -> Any:
     dicts), ``"huge"`` (a range of up to 10**9 items, never materialised) or
     ``"generator"`` (a one-shot generator).
 
-    Example:
+    Examples:
         >>> from hypothesis import given
         >>> @given(items("unhashable"))
         ... def test(xs):
