@@ -6,11 +6,8 @@ delegates; the runner builds and drives the batch. Nothing here knows a backend.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any, Literal, TypeVar, overload
-
-from typing_extensions import Unpack
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from ._options import CallOptions, ModeSetup, ProgressArg, check_mode, check_workers
 from ._policies import CancelToken, RateLimit, Retry
@@ -19,6 +16,9 @@ from ._runners._base import BackendRunner
 from ._runners._pool import PoolRunner, runner
 from ._runners._protocol import Runner
 from ._stream import AsyncResultStream, ResultStream
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["arun_all", "astream", "run_all", "stream"]
 
@@ -69,6 +69,8 @@ def _refuse_running_loop(mode: Mode, call: str, instead: str) -> None:
     """A blocking call in async mode would block this thread's running loop: refuse."""
     if mode != "async" and not (isinstance(mode, BackendRunner) and mode.mode == "async"):
         return
+    import asyncio
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -255,6 +257,8 @@ def stream(
 def _open_async(mode: Mode, workers: int | None, options: dict[str, Any]) -> tuple[Runner, bool]:
     """``_open`` for the async calls: async mode runs on the caller's running loop."""
     if mode == "async":
+        import asyncio
+
         setup = {k: options.pop(k) for k in list(options) if k in ModeSetup.__optional_keys__}
         loop = asyncio.get_running_loop()
         return PoolRunner("async", check_workers(workers), setup, loop=loop), True
@@ -348,6 +352,8 @@ def astream(
 
 async def _in_thread(results: ResultStream[Any]) -> AsyncIterator[Ok[Any] | Err]:
     """A Runner of the user's own, streamed from a worker thread so the loop stays free."""
+    import asyncio
+
     done = object()
     while (result := await asyncio.to_thread(next, results, done)) is not done:
         yield result  # type: ignore[misc]
@@ -414,6 +420,8 @@ async def arun_all(
         >>> asyncio.run(main())
         [1, 2]
     """
+    import asyncio
+
     runner_, owned = _open_async(mode, workers, options)
     try:
         if isinstance(runner_, BackendRunner):

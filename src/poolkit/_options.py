@@ -8,7 +8,6 @@ Every message says what was wrong and what is accepted.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
@@ -229,7 +228,11 @@ def check_mode_options(mode: str, options: dict[str, Any]) -> None:
     ):
         raise ValueError(f"initializer_timeout={limit!r}: expected seconds > 0, or None")
     method = options.get("start_method")
-    if method is not None and method not in multiprocessing.get_all_start_methods():
+    if method is not None:
+        import multiprocessing  # only when asked: `import poolkit` stays fast
+
+        available = multiprocessing.get_all_start_methods()
+    if method is not None and method not in available:
         methods = ", ".join(repr(m) for m in multiprocessing.get_all_start_methods())
         raise ValueError(f"start_method={method!r}: expected one of {methods}, or None")
     if options.get("client") is not None and options.get("address") is not None:

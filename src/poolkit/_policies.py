@@ -12,9 +12,11 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-import tenacity
+if TYPE_CHECKING:
+    import tenacity
+
 
 from ._errors import Cancelled, DeadlineExceeded
 
@@ -23,7 +25,7 @@ __all__ = ["POLICY_NAMES", "CancelToken", "Policies", "RateLimit", "Retry", "che
 ExceptionTypes: TypeAlias = type[BaseException] | tuple[type[BaseException], ...]
 RetryOn: TypeAlias = ExceptionTypes | Callable[[BaseException], bool]
 Backoff: TypeAlias = (
-    float | int | tenacity.wait.wait_base | Callable[[tenacity.RetryCallState], float]
+    "float | int | tenacity.wait.wait_base | Callable[[tenacity.RetryCallState], float]"
 )
 
 # Never retried, whatever ``on`` says.
@@ -32,6 +34,8 @@ _NEVER_RETRIED = (KeyboardInterrupt, SystemExit, Cancelled, DeadlineExceeded)
 
 def _default_backoff() -> tenacity.wait.wait_base:
     # Exponential with full jitter: uniform(0, min(10, 0.1 * 2**n)) seconds.
+    import tenacity  # imported when first needed: `import poolkit` stays fast
+
     return tenacity.wait_random_exponential(multiplier=0.1, max=10.0)
 
 
@@ -57,8 +61,7 @@ class Retry:
     ``Cancelled`` and ``DeadlineExceeded`` are never retried.
 
     Examples:
-        >>> import tenacity
-        >>> Retry(attempts=5, on=(ConnectionError, TimeoutError),
+        >>>         >>> Retry(attempts=5, on=(ConnectionError, TimeoutError),
         ...       backoff=tenacity.wait_fixed(0.5)).attempts
         5
         >>> Retry(attempts=0)
@@ -120,6 +123,8 @@ class Retry:
         backoff = self.backoff
         if isinstance(backoff, int | float):
             return float(backoff)
+        import tenacity
+
         state = tenacity.RetryCallState(None, None, (), {})  # type: ignore[arg-type]
         state.attempt_number = attempt
         future = tenacity.Future(attempt)
@@ -134,6 +139,8 @@ def _name(value: Any) -> str:
         return value.__qualname__
     if isinstance(value, tuple):
         return "(" + ", ".join(_name(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    import tenacity
+
     if isinstance(value, tenacity.wait.wait_random_exponential):
         return f"wait_random_exponential(multiplier={value.multiplier}, max={value.max})"
     if isinstance(value, tenacity.wait.wait_base):

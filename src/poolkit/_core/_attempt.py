@@ -10,9 +10,7 @@ once; ``poolkit.worker_state()`` and ``poolkit.worker_id()`` read it from inside
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -98,7 +96,9 @@ def run_attempt(job: Job, item: Any, number: int) -> tuple[bool, Any]:
     ATTEMPT.set(number)
     try:
         value = job.fn(*item) if job.star else job.fn(item)
-        if inspect.iscoroutine(value):
+        if isinstance(value, Coroutine):
+            import asyncio
+
             value = asyncio.run(value)
         return True, value
     except BaseException as error:  # the engine decides what it means
@@ -110,6 +110,9 @@ async def run_attempt_async(job: Job, item: Any, number: int) -> tuple[bool, Any
 
     ``asyncio.CancelledError`` propagates: the caller tells poolkit's own cancels apart.
     """
+    import asyncio
+    import inspect
+
     ATTEMPT.set(number)
     try:
         value = job.fn(*item) if job.star else job.fn(item)
@@ -124,6 +127,8 @@ async def run_attempt_async(job: Job, item: Any, number: int) -> tuple[bool, Any
 
 def is_async_callable(fn: Any) -> bool:
     """True for ``async def`` functions, partials of them and objects with an async ``__call__``."""
+    import inspect
+
     while hasattr(fn, "func") and hasattr(fn, "args"):  # functools.partial
         fn = fn.func
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(

@@ -7,7 +7,6 @@ engine set-up, so the two can never drift apart.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Generator
 from dataclasses import dataclass
@@ -58,6 +57,8 @@ def batch(plan: Plan) -> Generator[Ok[Any] | Err, None, None]:
 
 async def abatch(plan: Plan) -> AsyncIterator[Ok[Any] | Err]:
     """The same as ``batch``, inside the running event loop."""
+    import asyncio
+
     inbox = AsyncInbox(asyncio.get_running_loop())
     engine, unsubscribe = _engine(inbox, plan)
     observer = plan.observer

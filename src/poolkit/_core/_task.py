@@ -9,10 +9,12 @@ abandoned attempt can never be taken for the current one.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Future
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._attempt import is_async_callable
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 __all__ = ["Inbox", "Job", "Message", "Task"]
 

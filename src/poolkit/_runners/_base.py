@@ -14,9 +14,8 @@ import dataclasses
 import threading
 import weakref
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable
-from concurrent.futures import Future
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from poolkit._core._backend import Backend
 from poolkit._core._batch import Plan, abatch, acollect, batch, collect
@@ -28,6 +27,9 @@ from poolkit._policies import POLICY_NAMES, CancelToken, Policies, check_policie
 from poolkit._progress import make_progress
 from poolkit._results import Err, Ok, Results
 from poolkit._stream import AsyncResultStream, ResultStream
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 __all__ = ["BackendRunner"]
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any, Literal, overload
-
-from typing_extensions import Unpack
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from poolkit._backends import load
 from poolkit._core._backend import Backend
@@ -23,6 +20,11 @@ from poolkit._options import (
 from poolkit._policies import POLICY_NAMES, Policies
 
 from ._base import BackendRunner
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from typing_extensions import Unpack
 
 __all__ = ["PoolRunner", "runner"]
 

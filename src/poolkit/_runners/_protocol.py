@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
 from types import TracebackType
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from poolkit._results import Err, Ok, Results
 from poolkit._stream import ResultStream
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 __all__ = ["Runner"]
 
