@@ -61,7 +61,8 @@ class Retry:
     ``Cancelled`` and ``DeadlineExceeded`` are never retried.
 
     Examples:
-        >>>         >>> Retry(attempts=5, on=(ConnectionError, TimeoutError),
+        >>> import tenacity
+        >>> Retry(attempts=5, on=(ConnectionError, TimeoutError),
         ...       backoff=tenacity.wait_fixed(0.5)).attempts
         5
         >>> Retry(attempts=0)

@@ -55,6 +55,7 @@ class ThreadBackend(Backend):
     ) -> None:
         self.capacity = workers
         self.default_in_flight = 4 * workers
+        self.queues = True
         self._name = name
         self._initializer = initializer
         self._initargs = tuple(initargs)

@@ -21,6 +21,11 @@ class Backend(ABC):
     capacity: int = 1
     #: Default bound on items taken from the input and not yet finished.
     default_in_flight: int = 2
+    #: True when attempts handed over beyond ``capacity`` simply wait in the backend's
+    #: queue, each starting when a worker frees up (``started_at`` tells when). The
+    #: engine then hands work over in bulk when no limit needs exact start times
+    #: (no timeout, no rate limit), instead of one item per completion.
+    queues: bool = False
 
     @abstractmethod
     def start(self, tasks: Sequence[Task]) -> None:

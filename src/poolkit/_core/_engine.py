@@ -102,6 +102,9 @@ class Engine:
         self._source = source
         self._backend = backend
         self._capacity = backend.capacity
+        if backend.queues and policies.timeout is None and policies.rate_limit is None:
+            # Bulk hand-over: the engine wakes per batch of completions, not per item.
+            self._capacity = 1 << 30  # max_in_flight is the bound that matters
         self._retry = policies.retry
         self._timeout = policies.timeout
         self._fail_fast = policies.fail_fast
