@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 
 import poolkit
-from _common import best_of, report
+from _common import best_of, interleaved, report, report_spread
 
 N = 20_000
 
@@ -26,11 +26,20 @@ async def atrivial(x: int) -> int:
     return x
 
 
-def thread_rows() -> list[tuple[str, float]]:
-    with ThreadPoolExecutor(4) as pool:
-        stdlib = best_of(lambda: list(pool.map(trivial, range(N))))
-    ours = best_of(lambda: poolkit.run_all(trivial, range(N), mode="thread", workers=4))
-    return [("ThreadPoolExecutor(4).map", stdlib), ("poolkit thread (4)", ours)]
+def thread_table(n: int) -> list[str]:
+    """Thread mode against warm ThreadPoolExecutor(4).map, interleaved, at size n."""
+    with ThreadPoolExecutor(4) as pool, poolkit.runner("thread", workers=4) as runner:
+        list(pool.map(trivial, range(100)))
+        runner.run_all(trivial, range(100))
+        candidates = {
+            "ThreadPoolExecutor(4).map": lambda: list(pool.map(trivial, range(n))),
+            "poolkit thread (4), warm runner": lambda: runner.run_all(trivial, range(n)),
+            "poolkit.run_all thread (4), cold": lambda: poolkit.run_all(
+                trivial, range(n), mode="thread", workers=4
+            ),
+        }
+        times = interleaved(candidates, rounds=11)
+    return report_spread(f"Thread mode, N = {n:,}", times, n, "ThreadPoolExecutor(4).map")
 
 
 def async_rows() -> list[tuple[str, float]]:
@@ -127,7 +136,8 @@ def process_rows() -> list[tuple[str, float]]:
 
 def main() -> list[str]:
     lines = ["# Per-task overhead (trivial function, 20,000 items)"]
-    lines += report("Thread mode", thread_rows(), "us/item", N)
+    for n in (1_000, 20_000, 200_000):
+        lines += thread_table(n)
     lines += report("Async mode", async_rows(), "us/item", N)
     lines += report("Process mode", process_rows(), "us/item", N)
     return lines
