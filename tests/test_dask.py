@@ -222,3 +222,72 @@ def test_missing_extra_message() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "poolkit[dask]" in out.stdout
+
+
+def test_timeout_clock_starts_on_the_cluster_not_in_poolkits_queue(dask_runner: Any) -> None:
+    """20 items of 0.4 s, timeout=1.0, 2 workers: every item is Ok, as in thread mode."""
+    results = dask_runner.run_all(nap, [0.4] * 20, timeout=1.0)
+    assert results.all_ok, results.summary()
+
+
+def test_a_cluster_with_no_workers_left_ends_the_batch(tmp_path: Path) -> None:
+    """A scheduler and one worker (no nanny) from the dask CLI; the worker is killed
+    mid-batch: the batch ends with a clear error instead of waiting forever."""
+    import json
+    import threading
+
+    scheduler_file = tmp_path / "scheduler.json"
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
+    scheduler = subprocess.Popen(
+        _dask_cli(
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-dashboard",
+            "--scheduler-file",
+            str(scheduler_file),
+        ),
+        **quiet,
+    )
+    worker = None
+    box: dict[str, Any] = {}
+    try:
+        assert wait_until(scheduler_file.exists, timeout=30)
+        worker = subprocess.Popen(
+            _dask_cli(
+                "worker",
+                "--scheduler-file",
+                str(scheduler_file),
+                "--nthreads",
+                "1",
+                "--no-nanny",
+                "--no-dashboard",
+                "--host",
+                "127.0.0.1",
+            ),
+            **quiet,
+        )
+        address = json.loads(scheduler_file.read_text())["address"]
+        with distributed.Client(address) as probe:
+            probe.wait_for_workers(1, timeout=30)
+        with poolkit.runner("dask", address=address, no_workers_timeout=2.0) as r:
+            thread = threading.Thread(
+                target=lambda: box.setdefault("r", r.run_all(nap, [0.5] * 20)), daemon=True
+            )
+            thread.start()
+            time.sleep(1.0)  # a moment into the batch (fault injection, not synchronization)
+            os.kill(worker.pid, signal.SIGKILL)
+            thread.join(60)
+            assert not thread.is_alive(), "the batch waited forever for workers"
+    finally:
+        for process in [p for p in (worker, scheduler) if p is not None]:
+            process.kill()
+            process.wait(10)
+    results = box["r"]
+    assert len(results) == 20
+    errors = {f"{type(r.error).__name__}: {r.error}" for r in results if r.is_err()}
+    assert any("no workers" in e for e in errors), errors

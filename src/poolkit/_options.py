@@ -98,6 +98,7 @@ class DaskSetup(WorkerSetup, total=False):
     resources: dict[str, float] | None
     placement: Sequence[str] | str | None
     priority: int
+    no_workers_timeout: float
 
 
 class ModeSetup(ProcessSetup, DaskSetup, total=False):

@@ -17,20 +17,22 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from poolkit._core._attempt import WorkerContext, initializer_failure, run_attempt
+from poolkit._core._attempt import WorkerContext, copy_error, initializer_failure, run_attempt
 from poolkit._core._backend import Backend
 from poolkit._core._task import Job, Task
-from poolkit._errors import WorkerCrashed
+from poolkit._errors import PoolkitError, WorkerCrashed
 
 from ._pickling import pack_error, unpack_error
 
 __all__ = ["DaskBackend", "require_dask"]
 
 _TARGET_CHUNK = 64
+_WATCH_EVERY = 1.0  # how often a busy backend checks that the cluster still has workers
 
 
 def require_dask() -> None:
@@ -92,6 +94,7 @@ class DaskBackend(Backend):
         resources: dict[str, float] | None = None,
         placement: Sequence[str] | str | None = None,
         priority: int = 0,
+        no_workers_timeout: float = 10.0,
     ) -> None:
         require_dask()
         self._initializer = initializer
@@ -137,6 +140,10 @@ class DaskBackend(Backend):
         self._queued: deque[Task] = deque()
         self._room = 2 * workers  # Dask tasks in flight: enough to keep every worker fed
         self._suspects: deque[tuple[Task, int]] = deque()  # items of killed tasks, to probe
+        self._tasks_of: dict[Any, list[Task]] = {}  # dask future key -> its tasks
+        self._closed = False
+        self._no_workers_timeout = no_workers_timeout
+        threading.Thread(target=self._watch_workers, name="poolkit-dask-watch", daemon=True).start()
 
     def start(self, tasks: Sequence[Task]) -> None:
         with self._lock:
@@ -195,14 +202,18 @@ class DaskBackend(Backend):
             for _, task, number in entries:
                 task.reply.put((task, number, False, error))
             return
+        now = time.monotonic()
         for _, task, _ in entries:
             task.ticket = future
+            task.started = now  # its clock starts when it reaches the cluster, not before
         self._live[future.key] = future
+        self._tasks_of[future.key] = [task for _, task, _ in entries]
         future.add_done_callback(lambda f: self._finished(f, entries, probe))
 
     def _finished(self, future: Any, entries: list[tuple[int, Task, int]], probe: bool) -> None:
         with self._lock:
             self._live.pop(future.key, None)
+            self._tasks_of.pop(future.key, None)
         try:
             self._deliver(future, entries, probe)
         finally:
@@ -210,6 +221,15 @@ class DaskBackend(Backend):
 
     def _deliver(self, future: Any, entries: list[tuple[int, Task, int]], probe: bool) -> None:
         if future.cancelled():
+            # However a future ends, its items get a Result: one poolkit cancelled itself
+            # is stale to the engine (ignored); one Dask cancelled (the scheduler was lost,
+            # client.restart()) ends its items with an error that says so.
+            lost = PoolkitError(
+                "Dask cancelled this task: the scheduler connection was lost or the "
+                "cluster was restarted"
+            )
+            for _, task, number in entries:
+                task.reply.put((task, number, False, copy_error(lost)))
             return
         try:
             done = future.result()
@@ -237,6 +257,60 @@ class DaskBackend(Backend):
         for reply, messages in replies.values():
             reply.put(messages)
 
+    def started_at(self, task: Task) -> float | None:
+        """When the attempt was sent to the cluster (None while it waits in poolkit's queue)."""
+        return task.started
+
+    def _watch_workers(self) -> None:
+        """End the batch with a clear error when the cluster has no worker for too long."""
+        empty_since: float | None = None
+        while True:
+            time.sleep(_WATCH_EVERY)
+            with self._lock:
+                if self._closed:
+                    return
+                busy = bool(self._live or self._queued or self._suspects)
+            if not busy:
+                empty_since = None
+                continue
+            try:
+                count = len(self._client.scheduler_info().get("workers", {}))
+            except Exception:
+                count = 0
+            if count:
+                empty_since = None
+                continue
+            now = time.monotonic()
+            empty_since = empty_since or now
+            if now - empty_since >= self._no_workers_timeout:
+                self._fail_all(
+                    PoolkitError(
+                        f"the Dask cluster has had no workers for {self._no_workers_timeout:g} s "
+                        "(they died or never started: check that poolkit and your modules "
+                        "import on the workers); the batch cannot go on"
+                    )
+                )
+                empty_since = None
+
+    def _fail_all(self, error: BaseException) -> None:
+        with self._lock:
+            live = list(self._live.values())
+            self._live.clear()
+            queued = list(self._queued) + [t for t, _ in self._suspects]
+            self._queued.clear()
+            self._suspects.clear()
+            held = {id(t): t for t in queued}
+            for future in live:
+                for task in self._tasks_of.pop(future.key, []):
+                    held[id(task)] = task
+        for task in held.values():  # first: the cancels below must find these items ended
+            task.reply.put((task, task.attempts, False, copy_error(error)))
+        for future in live:
+            try:
+                future.cancel()
+            except Exception:
+                pass
+
     def stop(self, tasks: Sequence[Task]) -> None:
         futures = {id(t.ticket): t.ticket for t in tasks if t.ticket is not None}
         for future in futures.values():
@@ -247,6 +321,7 @@ class DaskBackend(Backend):
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             live = list(self._live.values())
             self._live.clear()
         if live:
