@@ -45,7 +45,7 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 
-def _open(mode: Mode, workers: int | None, options: dict[str, Any]) -> tuple[Runner, bool]:
+def _open(mode: Mode, workers: int | None, options: dict[str, Any]) -> tuple[Any, bool]:
     """The runner for ``mode`` and whether this call owns (and must close) it.
 
     ``options`` loses the mode options it holds (they go to the runner).
@@ -63,6 +63,11 @@ def _open(mode: Mode, workers: int | None, options: dict[str, Any]) -> tuple[Run
         return mode, False
     check_mode(mode)
     raise AssertionError("unreachable")
+
+
+def _dynamic(runner_: Any) -> Any:
+    """A runner whose methods this module calls with options it already checked."""
+    return runner_
 
 
 def _refuse_running_loop(mode: Mode, call: str, instead: str) -> None:
@@ -160,7 +165,8 @@ def run_all(
     given = _given(locals(), options)
     runner_, owned = _open(mode, workers, given)
     try:
-        return runner_.run_all(fn, items, star=star, **given)
+        results: Results[Any] = runner_.run_all(fn, items, star=star, **given)
+        return results
     finally:
         if owned:
             runner_.close()
@@ -244,7 +250,9 @@ def stream(
     _refuse_running_loop(mode, "stream", "async for r in poolkit.astream(...)")
     runner_, owned = _open(mode, workers, options)
     try:
-        results = runner_.stream(fn, items, ordered=ordered, star=star, **options)
+        results: ResultStream[Any] = runner_.stream(
+            fn, items, ordered=ordered, star=star, **options
+        )
     except BaseException:
         if owned:
             runner_.close()
@@ -254,7 +262,7 @@ def stream(
     return results
 
 
-def _open_async(mode: Mode, workers: int | None, options: dict[str, Any]) -> tuple[Runner, bool]:
+def _open_async(mode: Mode, workers: int | None, options: dict[str, Any]) -> tuple[Any, bool]:
     """``_open`` for the async calls: async mode runs on the caller's running loop."""
     if mode == "async":
         import asyncio
@@ -336,8 +344,9 @@ def astream(
     """
     runner_, owned = _open_async(mode, workers, options)
     try:
+        results: AsyncResultStream[Any]
         if isinstance(runner_, BackendRunner):
-            results = runner_.astream(fn, items, ordered=ordered, star=star, **options)
+            results = _dynamic(runner_).astream(fn, items, ordered=ordered, star=star, **options)
         else:
             sync = runner_.stream(fn, items, ordered=ordered, star=star, **options)
             results = AsyncResultStream(_in_thread(sync), sync.close)
@@ -425,7 +434,7 @@ async def arun_all(
     runner_, owned = _open_async(mode, workers, options)
     try:
         if isinstance(runner_, BackendRunner):
-            return await runner_.arun_all(fn, items, star=star, **options)
+            return await _dynamic(runner_).arun_all(fn, items, star=star, **options)  # type: ignore[no-any-return]
         return await asyncio.to_thread(lambda: runner_.run_all(fn, items, star=star, **options))
     finally:
         if owned:

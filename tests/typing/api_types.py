@@ -14,6 +14,10 @@ def to_text(x: int) -> str:
     return str(x)
 
 
+def add(a: int, b: int) -> int:
+    return a + b
+
+
 async def fetch(x: int) -> bytes:
     return b"x" * x
 
@@ -52,3 +56,16 @@ async def check_async() -> None:
     assert_type(results, Results[bytes])
     async for r in poolkit.astream(fetch, [3]):
         assert_type(r, Ok[bytes] | Err)
+
+
+def check_runner_methods() -> None:
+    with poolkit.runner("thread", workers=2) as runner:
+        assert_type(runner.run_all(fetch, [1]), Results[bytes])  # an async fn's value type
+        assert_type(runner.run_all(to_text, [1], timeout=None), Results[str])
+        assert_type(runner.stream(to_text, [1], ordered=True), poolkit.ResultStream[str])
+        runner.run_all(to_text, [1], timeotu=1.0)  # type: ignore[call-overload]
+    poolkit.run_all(to_text, [1], retyr=None)  # type: ignore[call-overload]
+    poolkit.runner("process", chunksize=2, start_methd="fork")  # type: ignore[call-overload]
+    assert_type(poolkit.run_all(add, [(7, 2)], star=True), Results[int])
+    runner_: poolkit.Runner = poolkit.runner("thread")
+    del runner_

@@ -13,16 +13,16 @@ from __future__ import annotations
 import dataclasses
 import threading
 import weakref
-from collections.abc import AsyncGenerator, Callable, Generator, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from poolkit._core._backend import Backend
 from poolkit._core._batch import Plan, abatch, acollect, batch, collect
 from poolkit._core._engine import Hooks
 from poolkit._core._observe import Observer
 from poolkit._core._task import Job
-from poolkit._options import CALL_OPTION_NAMES, check_callable, check_hook, check_items
+from poolkit._options import CALL_OPTION_NAMES, CallOptions, check_callable, check_hook, check_items
 from poolkit._policies import POLICY_NAMES, CancelToken, Policies, check_policies
 from poolkit._progress import make_progress
 from poolkit._results import Err, Ok, Results
@@ -31,8 +31,11 @@ from poolkit._stream import AsyncResultStream, ResultStream
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
+    from typing_extensions import Unpack
+
 __all__ = ["BackendRunner"]
 
+A = TypeVar("A")
 T = TypeVar("T")
 
 
@@ -79,9 +82,45 @@ class BackendRunner:
 
     # -- the Runner interface ---------------------------------------------------------
 
+    @overload
     def run_all(
-        self, fn: Callable[..., T], items: Iterable[Any], *, star: bool = False, **options: Any
-    ) -> Results[T]:
+        self,
+        fn: Callable[[A], Awaitable[T]],
+        items: Iterable[A],
+        *,
+        star: Literal[False] = ...,
+        **options: Unpack[CallOptions],
+    ) -> Results[T]: ...
+    @overload
+    def run_all(
+        self,
+        fn: Callable[[A], T],
+        items: Iterable[A],
+        *,
+        star: Literal[False] = ...,
+        **options: Unpack[CallOptions],
+    ) -> Results[T]: ...
+    @overload
+    def run_all(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        items: Iterable[tuple[Any, ...]],
+        *,
+        star: Literal[True],
+        **options: Unpack[CallOptions],
+    ) -> Results[T]: ...
+    @overload
+    def run_all(
+        self,
+        fn: Callable[..., T],
+        items: Iterable[tuple[Any, ...]],
+        *,
+        star: Literal[True],
+        **options: Unpack[CallOptions],
+    ) -> Results[T]: ...
+    def run_all(
+        self, fn: Callable[..., Any], items: Iterable[Any], *, star: bool = False, **options: Any
+    ) -> Results[Any]:
         """Run ``fn`` over ``items`` with this runner's workers; see ``poolkit.run_all``.
 
         Examples:
@@ -92,43 +131,159 @@ class BackendRunner:
         """
         return collect(self._plan(fn, items, star, False, options))
 
+    @overload
+    def stream(
+        self,
+        fn: Callable[[A], Awaitable[T]],
+        items: Iterable[A],
+        *,
+        ordered: bool = ...,
+        star: Literal[False] = ...,
+        **options: Unpack[CallOptions],
+    ) -> ResultStream[T]: ...
+    @overload
+    def stream(
+        self,
+        fn: Callable[[A], T],
+        items: Iterable[A],
+        *,
+        ordered: bool = ...,
+        star: Literal[False] = ...,
+        **options: Unpack[CallOptions],
+    ) -> ResultStream[T]: ...
+    @overload
+    def stream(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        items: Iterable[tuple[Any, ...]],
+        *,
+        ordered: bool = ...,
+        star: Literal[True],
+        **options: Unpack[CallOptions],
+    ) -> ResultStream[T]: ...
+    @overload
     def stream(
         self,
         fn: Callable[..., T],
+        items: Iterable[tuple[Any, ...]],
+        *,
+        ordered: bool = ...,
+        star: Literal[True],
+        **options: Unpack[CallOptions],
+    ) -> ResultStream[T]: ...
+    def stream(
+        self,
+        fn: Callable[..., Any],
         items: Iterable[Any],
         *,
         ordered: bool = False,
         star: bool = False,
         **options: Any,
-    ) -> ResultStream[T]:
+    ) -> ResultStream[Any]:
         """Results as they complete; see ``poolkit.stream``."""
         plan = self._plan(fn, items, star, ordered, options)
 
-        def generate() -> Generator[Ok[T] | Err, None, None]:
+        def generate() -> Generator[Ok[Any] | Err, None, None]:
             yield from batch(plan)
             plan.observer.raise_hook_error(())
 
         return ResultStream(generate())
 
+    @overload
     async def arun_all(
-        self, fn: Callable[..., T], items: Iterable[Any], *, star: bool = False, **options: Any
-    ) -> Results[T]:
+        self,
+        fn: Callable[[A], Awaitable[T]],
+        items: Iterable[A],
+        *,
+        star: Literal[False] = ...,
+        **options: Unpack[CallOptions],
+    ) -> Results[T]: ...
+    @overload
+    async def arun_all(
+        self,
+        fn: Callable[[A], T],
+        items: Iterable[A],
+        *,
+        star: Literal[False] = ...,
+        **options: Unpack[CallOptions],
+    ) -> Results[T]: ...
+    @overload
+    async def arun_all(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        items: Iterable[tuple[Any, ...]],
+        *,
+        star: Literal[True],
+        **options: Unpack[CallOptions],
+    ) -> Results[T]: ...
+    @overload
+    async def arun_all(
+        self,
+        fn: Callable[..., T],
+        items: Iterable[tuple[Any, ...]],
+        *,
+        star: Literal[True],
+        **options: Unpack[CallOptions],
+    ) -> Results[T]: ...
+    async def arun_all(
+        self, fn: Callable[..., Any], items: Iterable[Any], *, star: bool = False, **options: Any
+    ) -> Results[Any]:
         """``run_all`` awaited inside a running event loop; see ``poolkit.arun_all``."""
         return await acollect(self._plan(fn, items, star, False, options))
 
+    @overload
+    def astream(
+        self,
+        fn: Callable[[A], Awaitable[T]],
+        items: Iterable[A],
+        *,
+        ordered: bool = ...,
+        star: Literal[False] = ...,
+        **options: Unpack[CallOptions],
+    ) -> AsyncResultStream[T]: ...
+    @overload
+    def astream(
+        self,
+        fn: Callable[[A], T],
+        items: Iterable[A],
+        *,
+        ordered: bool = ...,
+        star: Literal[False] = ...,
+        **options: Unpack[CallOptions],
+    ) -> AsyncResultStream[T]: ...
+    @overload
+    def astream(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        items: Iterable[tuple[Any, ...]],
+        *,
+        ordered: bool = ...,
+        star: Literal[True],
+        **options: Unpack[CallOptions],
+    ) -> AsyncResultStream[T]: ...
+    @overload
     def astream(
         self,
         fn: Callable[..., T],
+        items: Iterable[tuple[Any, ...]],
+        *,
+        ordered: bool = ...,
+        star: Literal[True],
+        **options: Unpack[CallOptions],
+    ) -> AsyncResultStream[T]: ...
+    def astream(
+        self,
+        fn: Callable[..., Any],
         items: Iterable[Any],
         *,
         ordered: bool = False,
         star: bool = False,
         **options: Any,
-    ) -> AsyncResultStream[T]:
+    ) -> AsyncResultStream[Any]:
         """``stream`` inside a running event loop; see ``poolkit.astream``."""
         plan = self._plan(fn, items, star, ordered, options)
 
-        async def generate() -> AsyncGenerator[Ok[T] | Err, None]:
+        async def generate() -> AsyncGenerator[Ok[Any] | Err, None]:
             async for result in abatch(plan):
                 yield result
             plan.observer.raise_hook_error(())

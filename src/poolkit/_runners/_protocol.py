@@ -12,6 +12,10 @@ from poolkit._stream import ResultStream
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
+    from typing_extensions import Unpack
+
+    from poolkit._options import CallOptions
+
 __all__ = ["Runner"]
 
 T = TypeVar("T")
@@ -33,12 +37,14 @@ class Runner(Protocol):
         (True, [2, 1])
     """
 
-    def run_all(self, fn: Callable[[Any], T], items: Iterable[Any], **options: Any) -> Results[T]:
+    def run_all(
+        self, fn: Callable[[Any], T], items: Iterable[Any], **options: Unpack[CallOptions]
+    ) -> Results[T]:
         """Run ``fn`` over ``items``; one Result per item, in input order."""
         ...
 
     def stream(
-        self, fn: Callable[[Any], T], items: Iterable[Any], **options: Any
+        self, fn: Callable[[Any], T], items: Iterable[Any], **options: Unpack[CallOptions]
     ) -> ResultStream[T]:
         """Results as they complete (``ordered=True``: in input order)."""
         ...
