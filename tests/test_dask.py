@@ -291,3 +291,19 @@ def test_a_cluster_with_no_workers_left_ends_the_batch(tmp_path: Path) -> None:
     assert len(results) == 20
     errors = {f"{type(r.error).__name__}: {r.error}" for r in results if r.is_err()}
     assert any("no workers" in e for e in errors), errors
+
+
+def test_two_batches_on_one_runner_keep_their_own_timeout_rule(dask_runner: Any) -> None:
+    """A batch without a timeout cannot switch off another batch's one-item-per-task rule
+    (it was a flag on the shared backend): the timed batch's items never wait in a chunk."""
+    import threading
+
+    box: dict[str, Any] = {}
+    timed = threading.Thread(
+        target=lambda: box.setdefault("r", dask_runner.run_all(nap, [0.3] * 12, timeout=2.0))
+    )
+    timed.start()
+    for _ in range(5):
+        dask_runner.run_all(nap, [0.0] * 100)
+    timed.join(120)
+    assert box["r"].all_ok, box["r"].summary()

@@ -234,3 +234,34 @@ def test_elapsed_is_the_items_own_time_not_its_wait_in_the_chunk() -> None:
     results = poolkit.run_all(time.sleep, [0.1] * 8, mode="process", workers=1, chunksize=8)
     assert results.all_ok
     assert max(r.elapsed for r in results) < 0.5  # the last waited 0.7 s behind the others
+
+
+def _rss_kb(pid: int | str = "self") -> int:
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _takes(blob: bytes, x: int) -> int:
+    return x + len(blob)
+
+
+def test_a_warm_runner_does_not_keep_every_function() -> None:
+    """200 calls with a fresh partial over 1 MB: parent and worker memory stay bounded."""
+    import functools
+
+    with poolkit.runner("process", workers=1) as r:
+        (worker,) = set(r.run_all(lambda _: os.getpid(), [0]).values)
+        r.run_all(functools.partial(_takes, b"w" * 1_000_000), [0])
+        parent_before, worker_before = _rss_kb(), _rss_kb(worker)
+        for n in range(200):
+            blob = bytes([n % 256]) * 1_000_000
+            assert r.run_all(functools.partial(_takes, blob), [1]).values == [1_000_001]
+            del blob
+        gc.collect()
+        parent_growth = (_rss_kb() - parent_before) / 1024
+        worker_growth = (_rss_kb(worker) - worker_before) / 1024
+    assert parent_growth < 80, f"the parent grew {parent_growth:.0f} MB"
+    assert worker_growth < 60, f"the worker grew {worker_growth:.0f} MB"
