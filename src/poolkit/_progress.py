@@ -1,4 +1,4 @@
-"""The progress display: a one-line bar on stderr, or a callable of the user's."""
+"""The progress display: a tqdm bar (a widget in notebooks), or a callable of the user's."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-__all__ = ["Progress", "ProgressBar", "make_progress"]
+__all__ = ["Progress", "make_progress"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,63 +100,6 @@ class _Counter:
         )
 
 
-class ProgressBar:
-    """Draws a Progress snapshot as one line on a terminal, redrawn in place.
-
-    Examples:
-        >>> import io
-        >>> bar = ProgressBar(io.StringIO(), width=60)
-        >>> bar.format(Progress(done=5, total=10, ok=4, err=1, retries=2, elapsed=2.0))
-        '[########.......]  5/10  ok 4  err 1  retry 2  2.5/s  eta 2s'
-    """
-
-    def __init__(self, stream: TextIO, width: int | None = None) -> None:
-        self._stream = stream
-        self._width = width
-        self._line = ""
-
-    def __call__(self, progress: Progress) -> None:
-        self._line = self.format(progress)
-        end = "\n" if progress.finished else ""
-        self._stream.write(f"\r\x1b[2K{self._line}{end}")
-        self._stream.flush()
-        if progress.finished:
-            self._line = ""
-
-    def clear(self) -> None:
-        """Erase the bar's line (so other output starts on a clean line)."""
-        if self._line:
-            self._stream.write("\r\x1b[2K")
-            self._stream.flush()
-
-    def redraw(self) -> None:
-        """Draw the last bar again, after other output was written."""
-        if self._line:
-            sys.stdout.flush()
-            self._stream.write(f"\r\x1b[2K{self._line}")
-            self._stream.flush()
-
-    def format(self, p: Progress) -> str:
-        counts = f"ok {p.ok}  err {p.err}" + (f"  retry {p.retries}" if p.retries else "")
-        rate = f"{p.rate:,.1f}/s"
-        if p.total is None:
-            return f"{p.done} done  {counts}  {rate}  {p.elapsed:.1f}s"
-        eta = "" if p.eta is None or p.finished else f"  eta {p.eta:.0f}s"
-        tail = f"{p.done:>{len(str(p.total))}}/{p.total}  {counts}  {rate}{eta}"
-        width = self._width or _terminal_width(self._stream)
-        bar_width = max(10, width - len(tail) - 3)
-        filled = round(bar_width * p.done / p.total) if p.total else bar_width
-        return f"[{'#' * filled}{'.' * (bar_width - filled)}] {tail}"[: max(width, 20)]
-
-
-def _terminal_width(stream: TextIO) -> int:
-    try:
-        columns = os.get_terminal_size(stream.fileno()).columns
-    except (OSError, ValueError, AttributeError):
-        return 79
-    return columns - 1 if columns > 20 else 79  # a terminal of unknown size reports 0
-
-
 class _Tqdm:
     """Counts results on a tqdm bar (a widget in notebooks): ok/err/retries in its postfix."""
 
@@ -205,15 +148,18 @@ def make_progress(progress: Any, items: Any) -> Any:
     if progress is False or progress is None:
         return None
     total = len(items) if hasattr(items, "__len__") else None
-    if progress is True and "ipykernel" in sys.modules:  # a notebook: tqdm's widget
-        from tqdm.auto import tqdm
-
-        return _Tqdm(tqdm(total=total, unit="item"), owned=True)
     if progress is True or (isinstance(progress, str) and progress == "force"):
-        stream = sys.stderr
-        if progress is True and not (hasattr(stream, "isatty") and stream.isatty()):
-            return None
-        return _Counter(total, ProgressBar(stream), interval=0.1)
+        from tqdm.auto import tqdm  # a widget in a notebook, a bar on a terminal
+
+        columns, rows = _terminal_size(sys.stderr)
+        bar = tqdm(
+            total=total,
+            unit="item",
+            disable=None if progress is True else False,  # True: only on a terminal
+            ncols=columns,
+            nrows=rows,
+        )
+        return _Tqdm(bar, owned=True)
     if isinstance(progress, type) and hasattr(progress, "update"):
         return _Tqdm(progress(total=total, unit="item"), owned=True)
     if hasattr(progress, "update") and hasattr(progress, "set_postfix"):
@@ -226,3 +172,13 @@ def make_progress(progress: Any, items: Any) -> Any:
         f"progress={progress!r}: expected True (a tqdm bar on stderr when it is a terminal), "
         "'force', False, a tqdm class or instance, or a callable taking poolkit.Progress"
     )
+
+
+def _terminal_size(stream: TextIO) -> tuple[int | None, int | None]:
+    """(columns, rows) for tqdm: None to let it ask, or a fallback where the terminal
+    reports 0 (a bare pseudo-terminal), which would hide the bar."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return None, None
+    return (None if size.columns else 80), (None if size.lines else 24)
