@@ -238,7 +238,7 @@ def _download(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if args.verbose:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _AboveTheBar()
         handler.setFormatter(logging.Formatter("poolkit: %(message)s"))
         logging.getLogger("poolkit").addHandler(handler)
         logging.getLogger("poolkit").setLevel(logging.WARNING)
@@ -284,6 +284,18 @@ def _download(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         out = sys.stderr if (args.json or args.stdout) else sys.stdout
         _summary(results, redact, out, total=len(urls), timeout=args.timeout)
     return EXIT_OK if results.all_ok else EXIT_SOME_FAILED
+
+
+class _AboveTheBar(logging.Handler):
+    """Log lines written above the progress bar (tqdm.write), so the bar stays intact."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:
+            self.handleError(record)
 
 
 def _has_aiohttp() -> bool:

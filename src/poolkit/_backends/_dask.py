@@ -95,6 +95,7 @@ class DaskBackend(Backend):
         placement: Sequence[str] | str | None = None,
         priority: int = 0,
         no_workers_timeout: float = 10.0,
+        follow_cluster: bool = False,
     ) -> None:
         require_dask()
         self._initializer = initializer
@@ -143,6 +144,11 @@ class DaskBackend(Backend):
         self._tasks_of: dict[Any, list[Task]] = {}  # dask future key -> its tasks
         self._closed = False
         self._no_workers_timeout = no_workers_timeout
+        # workers= not given for a cluster of the user's: keep as many tasks in flight as
+        # the cluster has threads (twice), and follow it as workers come and go.
+        self._follow = follow_cluster and self._cluster is None
+        if self._follow:
+            self._resize(self._cluster_threads())
         threading.Thread(target=self._watch_workers, name="poolkit-dask-watch", daemon=True).start()
 
     def start(self, tasks: Sequence[Task]) -> None:
@@ -236,8 +242,12 @@ class DaskBackend(Backend):
         except self._killed_worker as error:
             live = [(t, n) for _, t, n in entries if t.running and t.attempts == n]
             if probe:  # it ran alone and its worker died: it is the culprit
+                worker = getattr(getattr(error, "last_worker", None), "address", None)
+                where = f" on worker {worker}" if worker else ""
                 for task, number in live:
-                    crash = WorkerCrashed(exitcode=None, pid=None, detail=f"Dask reports {error}")
+                    crash = WorkerCrashed(
+                        exitcode=None, pid=None, detail=f"Dask reports{where}: {error}"
+                    )
                     task.reply.put((task, number, False, crash))
             else:  # every task queued on a dead worker is reported: find the one
                 with self._lock:
@@ -273,10 +283,9 @@ class DaskBackend(Backend):
             if not busy:
                 empty_since = None
                 continue
-            try:
-                count = len(self._client.scheduler_info().get("workers", {}))
-            except Exception:
-                count = 0
+            count = self._cluster_threads()
+            if self._follow and count:
+                self._resize(count)
             if count:
                 empty_since = None
                 continue
@@ -291,6 +300,22 @@ class DaskBackend(Backend):
                     )
                 )
                 empty_since = None
+
+    def _cluster_threads(self) -> int:
+        """How many threads the cluster's workers have now (0 when none, or unknown)."""
+        try:
+            workers = self._client.scheduler_info().get("workers", {})
+            return sum(int(w.get("nthreads", 1)) for w in workers.values())
+        except Exception:
+            return 0
+
+    def _resize(self, threads: int) -> None:
+        if threads:
+            with self._lock:
+                self.workers = threads
+                self._room = 2 * threads
+                self.default_in_flight = 64 * threads
+            self._dispatch()
 
     def _fail_all(self, error: BaseException) -> None:
         with self._lock:

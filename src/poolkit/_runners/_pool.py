@@ -45,6 +45,7 @@ class PoolRunner(BackendRunner):
         check_mode_options(mode, options)
         super().__init__(policies)
         self.mode = mode
+        self._workers_given = workers is not None
         self.workers = workers or default_workers(mode)
         self._options = options
         self._loop = loop  # async mode inside arun_all/astream: the caller's running loop
@@ -58,6 +59,8 @@ class PoolRunner(BackendRunner):
             extra["loop"] = self._loop
         elif self.mode == "serial":
             extra["state"] = self._serial_state
+        elif self.mode == "dask":
+            extra["follow_cluster"] = not self._workers_given
         backend: Backend = backend_class(self.workers, **self._options, **extra)
         return backend
 
