@@ -273,7 +273,7 @@ def test_workers_exit_when_the_parent_is_killed() -> None:
             textwrap.dedent("""
             import os, sys, time, poolkit
             def work(x):
-                print(os.getpid(), flush=True)
+                os.write(1, f"{os.getpid()}\\n".encode())  # one write: lines never interleave
                 time.sleep(60)
             if __name__ == "__main__":
                 poolkit.run_all(work, range(4), mode="process", workers=2)

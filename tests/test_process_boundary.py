@@ -265,3 +265,35 @@ def test_a_warm_runner_does_not_keep_every_function() -> None:
         worker_growth = (_rss_kb(worker) - worker_before) / 1024
     assert parent_growth < 80, f"the parent grew {parent_growth:.0f} MB"
     assert worker_growth < 60, f"the worker grew {worker_growth:.0f} MB"
+
+
+def test_a_scripts_top_level_runs_once_in_the_forkserver_not_in_every_worker(
+    tmp_path: Path,
+) -> None:
+    """A script that counts its own top-level runs: the parent's and the forkserver's,
+    never one per worker (Python 3.11's '__main__' preload needs the main path)."""
+    log = tmp_path / "runs.log"
+    script = tmp_path / "counted.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import os
+            with open({str(log)!r}, "a") as handle:
+                handle.write(f"{{os.getpid()}} {{__name__}}\\n")
+            import poolkit
+
+            def work(x):
+                return 2 * x
+
+            if __name__ == "__main__":
+                print(poolkit.run_all(work, range(8), mode="process", workers=2).values)
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=100
+    )
+    assert done.returncode == 0, done.stderr
+    assert "[0, 2, 4, 6, 8, 10, 12, 14]" in done.stdout
+    runs = log.read_text().split("\n")[:-1]
+    assert len(runs) == 2, runs  # __main__ in the parent, __mp_main__ once in the forkserver

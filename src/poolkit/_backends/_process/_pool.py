@@ -123,7 +123,8 @@ class ProcessBackend(Backend):
         self._closed = False
         self._wake_r, self._wake_w = self._context.Pipe(duplex=False)
         self._collector: threading.Thread | None = None
-        self._finalizer = weakref.finalize(self, kill_all, self._workers)
+        self._alive = [True]  # cleared by the finalizer: no more workers after that
+        self._finalizer = weakref.finalize(self, kill_all, self._workers, self._alive)
 
     # -- the engine's interface -------------------------------------------------------
 
@@ -244,15 +245,19 @@ class ProcessBackend(Backend):
 
     def _ensure_workers(self) -> None:
         for slot, worker in enumerate(self._workers):
-            if worker is None and not self._closed and self._broken is None:
-                self._workers[slot] = WorkerHandle(
-                    self._context,
-                    self._slots,
-                    slot,
-                    self._initializer,
-                    self._initargs,
-                    self._max_tasks,
-                )
+            if worker is None and not self._closed and self._broken is None and self._alive[0]:
+                try:
+                    self._workers[slot] = WorkerHandle(
+                        self._context,
+                        self._slots,
+                        slot,
+                        self._initializer,
+                        self._initargs,
+                        self._max_tasks,
+                    )
+                except Exception as error:  # e.g. the forkserver died importing __main__
+                    self._start_up_failed(f"starting one raised {type(error).__name__}")
+                    continue
                 self._wake()
         if self._collector is None:
             self._collector = threading.Thread(
@@ -515,15 +520,18 @@ class ProcessBackend(Backend):
                 pass  # still running (join timed out); the finalizer kills it
         self._workers[worker.slot] = None
         if running == 0 and not worker.spoke and not worker.dying:  # never began an item
-            self._boot_failures += 1
-            if self._boot_failures >= _BOOT_FAILURES and self._broken is None:
-                self._broken = PoolkitError(
-                    f"worker processes die at start-up ({_BOOT_FAILURES} in a row, last exit "
-                    f"code {exitcode}); in a script, start process mode under "
-                    "`if __name__ == '__main__':`, and check that the function's module "
-                    "imports cleanly in a fresh interpreter"
-                )
-                self._fail_everything(self._broken)
+            self._start_up_failed(f"last exit code {exitcode}")
+
+    def _start_up_failed(self, how: str) -> None:
+        """One more worker died (or could not start) before its first item."""
+        self._boot_failures += 1
+        if self._boot_failures >= _BOOT_FAILURES and self._broken is None:
+            self._broken = PoolkitError(
+                f"worker processes die at start-up ({_BOOT_FAILURES} in a row, {how}); in a "
+                "script, start process mode under `if __name__ == '__main__':`, and check "
+                "that the function's module imports cleanly in a fresh interpreter"
+            )
+            self._fail_everything(self._broken)
 
     def _unloadable(self, worker: WorkerHandle, seqs: list[int], error: BaseException) -> None:
         """A chunk's items could not be loaded in the worker: find the one that cannot."""
