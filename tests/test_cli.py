@@ -303,3 +303,17 @@ def test_ctrl_c_leaves_no_partial_file(server: LocalServer, tmp_path: Path, mode
         child.wait(10)
     assert child.returncode == 130, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_async_mode_without_aiohttp_says_so(server: LocalServer) -> None:
+    """--mode async without aiohttp: one line on stderr with the install hint, then threads."""
+    url = server.url("/bytes/3")
+    code = (
+        "import sys; sys.modules['aiohttp'] = None\n"
+        "from poolkit._cli import main\n"
+        f"raise SystemExit(main(['download', '-q', '--mode', 'async', {url!r}]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("aiohttp is not installed") == 1
+    assert "poolkit[async]" in done.stderr
