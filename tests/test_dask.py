@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -146,8 +147,12 @@ def _dask_cli(*args: str) -> list[str]:
     return [str(script), *args]
 
 
-def test_cluster_from_the_dask_command_line(tmp_path: Path) -> None:
-    """A scheduler and two workers started with the dask CLI; one worker killed mid-batch."""
+@contextlib.contextmanager
+def dask_cli_cluster(tmp_path: Path, workers: int) -> Iterator[tuple[str, list[Any]]]:
+    """A scheduler and ``workers`` workers (no nanny) started with the dask CLI on
+    127.0.0.1, as subprocesses stopped by pid; yields (address, worker processes)."""
+    import json
+
     scheduler_file = tmp_path / "scheduler.json"
     root = str(Path(__file__).resolve().parents[1])  # workers import tests.helpers
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
@@ -165,11 +170,11 @@ def test_cluster_from_the_dask_command_line(tmp_path: Path) -> None:
         ),
         **quiet,
     )
-    workers: list[subprocess.Popen[bytes]] = []
+    started: list[subprocess.Popen[bytes]] = []
     try:
         assert wait_until(scheduler_file.exists, timeout=30)
-        for _ in range(2):
-            workers.append(
+        for _ in range(workers):
+            started.append(
                 subprocess.Popen(
                     _dask_cli(
                         "worker",
@@ -185,11 +190,20 @@ def test_cluster_from_the_dask_command_line(tmp_path: Path) -> None:
                     **quiet,
                 )
             )
-        import json
-
         address = json.loads(scheduler_file.read_text())["address"]
         with distributed.Client(address) as probe:
-            probe.wait_for_workers(2, timeout=30)
+            probe.wait_for_workers(workers, timeout=30)
+        yield address, started
+    finally:
+        for process in [*started, scheduler]:
+            process.kill()
+        for process in [*started, scheduler]:
+            process.wait(10)
+
+
+def test_cluster_from_the_dask_command_line(tmp_path: Path) -> None:
+    """A scheduler and two workers started with the dask CLI; one worker killed mid-batch."""
+    with dask_cli_cluster(tmp_path, 2) as (address, workers):
         retry = poolkit.Retry(attempts=3, on=poolkit.WorkerCrashed, backoff=0)
         with poolkit.runner("dask", address=address) as runner:
             stream = runner.stream(nap, [0.05] * 60, retry=retry)
@@ -198,18 +212,10 @@ def test_cluster_from_the_dask_command_line(tmp_path: Path) -> None:
                 results.append(result)
                 if n == 5:
                     os.kill(workers[0].pid, signal.SIGKILL)
-        assert len(results) == 60
-        odd = [r for r in results if not (r.is_ok() or isinstance(r.error, poolkit.WorkerCrashed))]
-        assert not odd, odd[:3]
-        assert sum(r.is_ok() for r in results) >= 55
-    finally:
-        for process in [*workers, scheduler]:
-            process.terminate()
-        for process in [*workers, scheduler]:
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    assert len(results) == 60
+    odd = [r for r in results if not (r.is_ok() or isinstance(r.error, poolkit.WorkerCrashed))]
+    assert not odd, odd[:3]
+    assert sum(r.is_ok() for r in results) >= 55
 
 
 def test_missing_extra_message() -> None:
@@ -233,60 +239,21 @@ def test_timeout_clock_starts_on_the_cluster_not_in_poolkits_queue(dask_runner: 
 def test_a_cluster_with_no_workers_left_ends_the_batch(tmp_path: Path) -> None:
     """A scheduler and one worker (no nanny) from the dask CLI; the worker is killed
     mid-batch: the batch ends with a clear error instead of waiting forever."""
-    import json
     import threading
 
-    scheduler_file = tmp_path / "scheduler.json"
-    root = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
-    quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
-    scheduler = subprocess.Popen(
-        _dask_cli(
-            "scheduler",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--no-dashboard",
-            "--scheduler-file",
-            str(scheduler_file),
-        ),
-        **quiet,
-    )
-    worker = None
     box: dict[str, Any] = {}
-    try:
-        assert wait_until(scheduler_file.exists, timeout=30)
-        worker = subprocess.Popen(
-            _dask_cli(
-                "worker",
-                "--scheduler-file",
-                str(scheduler_file),
-                "--nthreads",
-                "1",
-                "--no-nanny",
-                "--no-dashboard",
-                "--host",
-                "127.0.0.1",
-            ),
-            **quiet,
+    with (
+        dask_cli_cluster(tmp_path, 1) as (address, workers),
+        poolkit.runner("dask", address=address, no_workers_timeout=2.0) as r,
+    ):
+        thread = threading.Thread(
+            target=lambda: box.setdefault("r", r.run_all(nap, [0.5] * 20)), daemon=True
         )
-        address = json.loads(scheduler_file.read_text())["address"]
-        with distributed.Client(address) as probe:
-            probe.wait_for_workers(1, timeout=30)
-        with poolkit.runner("dask", address=address, no_workers_timeout=2.0) as r:
-            thread = threading.Thread(
-                target=lambda: box.setdefault("r", r.run_all(nap, [0.5] * 20)), daemon=True
-            )
-            thread.start()
-            time.sleep(1.0)  # a moment into the batch (fault injection, not synchronization)
-            os.kill(worker.pid, signal.SIGKILL)
-            thread.join(60)
-            assert not thread.is_alive(), "the batch waited forever for workers"
-    finally:
-        for process in [p for p in (worker, scheduler) if p is not None]:
-            process.kill()
-            process.wait(10)
+        thread.start()
+        time.sleep(1.0)  # a moment into the batch (fault injection, not synchronization)
+        os.kill(workers[0].pid, signal.SIGKILL)
+        thread.join(60)
+        assert not thread.is_alive(), "the batch waited forever for workers"
     results = box["r"]
     assert len(results) == 20
     errors = {f"{type(r.error).__name__}: {r.error}" for r in results if r.is_err()}
