@@ -317,3 +317,85 @@ def test_async_mode_without_aiohttp_says_so(server: LocalServer) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("aiohttp is not installed") == 1
     assert "poolkit[async]" in done.stderr
+
+
+def test_demo_exits_1_when_downloads_fail() -> None:
+    """A demo whose downloads fail (latency over the timeout) exits 1, not 0."""
+    done = cli("demo", "--modes", "serial", "--sites", "2", "--latency", "0.6", "--timeout", "0.3")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "ReadTimedOut" in done.stdout
+
+
+def test_interrupted_summary_reports_the_real_wall_time(
+    server: LocalServer, tmp_path: Path
+) -> None:
+    """Ctrl-C after about a second: the summary says how long it ran, not 0.00 s."""
+    import re
+    import signal
+
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "poolkit",
+            "download",
+            "--out",
+            str(tmp_path),
+            server.url("/bytes/10"),
+            server.url("/trickle?seconds=20"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not list(tmp_path.glob("*.part")):
+            time.sleep(0.05)  # observing the folder until the slow transfer has begun
+        time.sleep(0.5)  # fault injection: let it run a while
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=30)
+    finally:
+        child.kill()
+        child.wait(10)
+    assert child.returncode == 130, err
+    took = float(re.search(r"in (\d+\.\d+) s", err).group(1))  # type: ignore[union-attr]
+    assert took >= 0.4, err
+
+
+def test_json_on_a_pipe_and_the_bar_on_a_terminal_do_not_mix(server: LocalServer) -> None:
+    """--json to a pipe while stderr is a terminal: stdout is pure JSON, the bar stays on
+    the terminal."""
+    import pty
+
+    leader, follower = pty.openpty()
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "poolkit",
+            "download",
+            "--json",
+            *[server.url(f"/bytes/{n}") for n in range(1, 6)],
+        ],
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        text=True,
+    )
+    os.close(follower)
+    out, _ = child.communicate(timeout=60)
+    terminal = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        terminal += chunk
+    os.close(leader)
+    assert child.returncode == 0
+    records = [json.loads(line) for line in out.splitlines()]  # nothing but JSON lines
+    assert sorted(r["bytes"] for r in records) == [1, 2, 3, 4, 5]
+    assert b'"url"' not in terminal
+    assert b"5/5" in terminal  # the bar drew on the terminal

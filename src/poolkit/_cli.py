@@ -144,6 +144,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--latency", type=_not_negative, default=0.25, help="server latency, s")
     demo.add_argument("--workers", type=_positive(int), default=8, help="workers per mode")
     demo.add_argument(
+        "--timeout",
+        type=_positive(float),
+        help="seconds per request (default: 4 x latency, at least 1 s)",
+    )
+    demo.add_argument(
         "--modes", default="serial,thread,process,async", help="comma-separated modes"
     )
     demo.add_argument(
@@ -178,6 +183,7 @@ def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         workers=args.workers,
         modes=modes,
         faults=args.faults,
+        timeout=args.timeout,
         out=sys.stdout,
     )
     return EXIT_OK if all_ok else EXIT_SOME_FAILED

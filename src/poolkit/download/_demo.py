@@ -22,13 +22,14 @@ def run_demo(
     workers: int = 8,
     modes: Sequence[str] = ("serial", "thread", "process", "async"),
     faults: bool = False,
+    timeout: float | None = None,
     out: TextIO,
 ) -> bool:
     """Serve the pages locally, download them in each mode, print the comparison.
 
     Returns True when every mode downloaded every page (faults make some fail by design).
     """
-    timeout = max(1.0, 4 * latency)
+    timeout = timeout or max(1.0, 4 * latency)
     with local_server(latency=latency, faults=faults, slow=timeout * 2) as server:
         urls = server.demo_urls(sites)
         print(
