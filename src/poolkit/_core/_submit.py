@@ -104,14 +104,6 @@ class Submitter:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
-    def cancel_pending(self) -> None:
-        """Cancel every future that has not started (``shutdown(cancel_futures=True)``)."""
-        with self._lock:
-            queued = list(self._source.queue)
-        for task in queued:
-            assert task.future is not None
-            task.future.cancel()
-
     def stop(self, future: Future[Any], error: BaseException) -> None:
         """End the item behind ``future`` now, stopping its running attempt if it has one."""
         task = self.tasks.get(future)
