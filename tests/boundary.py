@@ -70,3 +70,19 @@ def crash_once_every_tenth(directory: str) -> Any:
         return x
 
     return run
+
+
+class Tracked:
+    """An item that leaves a file behind when the worker lets go of it."""
+
+    def __init__(self, folder: str, n: int) -> None:
+        self.folder = folder
+        self.n = n
+
+    def __del__(self) -> None:
+        if os.getpid() != int(os.environ.get("POOLKIT_TEST_PARENT", "0")):
+            open(os.path.join(self.folder, f"released-{self.n}"), "w").close()
+
+
+def number_of(item: Tracked) -> int:
+    return item.n

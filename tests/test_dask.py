@@ -274,3 +274,11 @@ def test_two_batches_on_one_runner_keep_their_own_timeout_rule(dask_runner: Any)
         dask_runner.run_all(nap, [0.0] * 100)
     timed.join(120)
     assert box["r"].all_ok, box["r"].summary()
+
+
+def test_elapsed_is_the_items_own_time_not_its_wait_in_the_chunk() -> None:
+    """Eight 0.1 s items in one chunk on one worker: each reports about 0.1 s."""
+    with poolkit.runner("dask", workers=1, chunksize=8) as r:
+        results = r.run_all(nap, [0.1] * 8)
+    assert results.all_ok
+    assert max(res.elapsed for res in results) < 0.5  # the last waited 0.7 s in its chunk

@@ -297,3 +297,15 @@ def test_a_scripts_top_level_runs_once_in_the_forkserver_not_in_every_worker(
     assert "[0, 2, 4, 6, 8, 10, 12, 14]" in done.stdout
     runs = log.read_text().split("\n")[:-1]
     assert len(runs) == 2, runs  # __main__ in the parent, __mp_main__ once in the forkserver
+
+
+def test_a_worker_releases_a_finished_chunks_items(tmp_path: Path) -> None:
+    """After a chunk ends, the worker keeps none of its items alive while it waits."""
+    from .boundary import Tracked, number_of
+
+    os.environ["POOLKIT_TEST_PARENT"] = str(os.getpid())
+    with poolkit.runner("process", workers=1, chunksize=5) as r:
+        items = [Tracked(str(tmp_path), n) for n in range(5)]
+        assert r.run_all(number_of, items).values == [0, 1, 2, 3, 4]
+        # the worker is now idle, waiting for its next chunk
+        assert wait_until(lambda: len(list(tmp_path.glob("released-*"))) == 5, timeout=10)

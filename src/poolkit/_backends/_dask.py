@@ -51,12 +51,13 @@ def run_chunk(
     initializer: Callable[..., Any] | None = None,
     initargs: tuple[Any, ...] = (),
 ) -> list[Any]:
-    """Runs on a Dask worker: one (seq, ok, value or packed error) per item."""
+    """Runs on a Dask worker: one (seq, ok, value or packed error, seconds) per item."""
     _enter_worker(initializer, initargs)
     done: list[Any] = []
     for seq, item, number in entries:
+        began = time.monotonic()
         ok, payload = run_attempt(job, item, number)
-        done.append((seq, ok, payload if ok else pack_error(payload)))
+        done.append((seq, ok, payload if ok else pack_error(payload), time.monotonic() - began))
     return done
 
 
@@ -259,8 +260,12 @@ class DaskBackend(Backend):
             return
         by_seq = {seq: (task, number) for seq, task, number in entries}
         replies: dict[int, tuple[Any, list[Any]]] = {}
-        for seq, ok, payload in done:
+        now = time.monotonic()
+        for seq, ok, payload, seconds in done:
             task, number = by_seq[seq]
+            # elapsed leaves out the wait inside the chunk: the item began `seconds` ago
+            # by the worker's own clock (a duration, so clocks of other machines agree)
+            task.started = now - seconds
             value = payload if ok else unpack_error(payload)
             group = replies.setdefault(id(task.reply), (task.reply, []))
             group[1].append((task, number, ok, value))
