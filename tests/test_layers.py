@@ -136,3 +136,16 @@ def test_the_checker_sees_a_cycle() -> None:
     finally:
         GRAPH.clear()
         GRAPH.update(saved)
+
+
+def test_the_testing_kit_uses_public_names() -> None:
+    """poolkit.testing imports public names, except the one seam it documents (_attempt)."""
+    wrong = [
+        f"{module} imports {target}"
+        for module, targets in GRAPH.items()
+        if module.startswith("poolkit.testing")
+        for target in targets
+        if not target.startswith("poolkit.testing")
+        and target not in ("poolkit", "poolkit._core", "poolkit._core._attempt")
+    ]
+    assert not wrong, "\n".join(wrong)

@@ -8,8 +8,11 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from poolkit import WorkerCrashed
+
+# The one private import of the testing kit: which attempt a worker runs, and whether
+# it runs in a worker process (where a simulated crash may really exit).
 from poolkit._core import _attempt as _context
-from poolkit._errors import WorkerCrashed
 
 __all__ = [
     "Crash",

@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from typing import Any
 
-from poolkit._errors import TaskTimeout, WorkerCrashed
-from poolkit._policies import Retry
-from poolkit._results import Err, Ok
+from poolkit import Err, Ok, Retry, TaskTimeout, WorkerCrashed
 
 from ._faults import Crash, FaultPlan, Hang, Raise, Return
 
