@@ -269,7 +269,6 @@ def _umask() -> int:
 @pytest.mark.parametrize("mode", ["process", "thread"])
 def test_ctrl_c_leaves_no_partial_file(server: LocalServer, tmp_path: Path, mode: str) -> None:
     """SIGINT mid-download (workers own their .part files): nothing partial stays."""
-    import signal
 
     urls = [server.url(f"/trickle?seconds=20&n={n}") for n in range(4)]
     child = subprocess.Popen(
@@ -291,17 +290,7 @@ def test_ctrl_c_leaves_no_partial_file(server: LocalServer, tmp_path: Path, mode
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and len(list(tmp_path.glob("*.part"))) < 4:
-            time.sleep(0.05)  # observing the folder until every transfer has begun
-        assert len(list(tmp_path.glob("*.part"))) == 4
-        child.send_signal(signal.SIGINT)
-        _, err = child.communicate(timeout=30)
-    finally:
-        child.kill()
-        child.wait(10)
-    assert child.returncode == 130, err
+    _interrupt_once_partial(child, tmp_path, partials=4)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -331,7 +320,6 @@ def test_interrupted_summary_reports_the_real_wall_time(
 ) -> None:
     """Ctrl-C after about a second: the summary says how long it ran, not 0.00 s."""
     import re
-    import signal
 
     child = subprocess.Popen(
         [
@@ -348,17 +336,7 @@ def test_interrupted_summary_reports_the_real_wall_time(
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not list(tmp_path.glob("*.part")):
-            time.sleep(0.05)  # observing the folder until the slow transfer has begun
-        time.sleep(0.5)  # fault injection: let it run a while
-        child.send_signal(signal.SIGINT)
-        _, err = child.communicate(timeout=30)
-    finally:
-        child.kill()
-        child.wait(10)
-    assert child.returncode == 130, err
+    err = _interrupt_once_partial(child, tmp_path, partials=1, after=0.5)
     took = float(re.search(r"in (\d+\.\d+) s", err).group(1))  # type: ignore[union-attr]
     assert took >= 0.4, err
 
@@ -399,3 +377,25 @@ def test_json_on_a_pipe_and_the_bar_on_a_terminal_do_not_mix(server: LocalServer
     assert sorted(r["bytes"] for r in records) == [1, 2, 3, 4, 5]
     assert b'"url"' not in terminal
     assert b"5/5" in terminal  # the bar drew on the terminal
+
+
+def _interrupt_once_partial(
+    child: subprocess.Popen[str], folder: Path, *, partials: int, after: float = 0.0
+) -> str:
+    """SIGINT ``child`` once ``partials`` .part files are in ``folder`` (and ``after``
+    seconds more); check it exits 130; return its stderr."""
+    import signal
+
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(list(folder.glob("*.part"))) < partials:
+            time.sleep(0.05)  # observing the folder until the transfers have begun
+        assert len(list(folder.glob("*.part"))) >= partials
+        time.sleep(after)  # fault injection: let it run a while
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=30)
+    finally:
+        child.kill()
+        child.wait(10)
+    assert child.returncode == 130, err
+    return err

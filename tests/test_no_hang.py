@@ -266,3 +266,14 @@ def test_random_cuts_never_hang(
     finally:
         timer.cancel()
         bounded(runner.close, 30)
+
+
+def test_a_long_lived_cancel_token_keeps_no_listener_per_batch() -> None:
+    """A caller's token used by many batches is linked to each only while it runs."""
+    token = poolkit.CancelToken()
+    with poolkit.runner("thread", workers=2) as r:
+        for _ in range(50):
+            r.run_all(abs, [-1, -2], cancel=token)
+            list(r.stream(abs, [-3], cancel=token))
+    assert token._listeners == []
+    token.cancel()  # and cancelling it afterwards touches no finished batch

@@ -32,19 +32,6 @@ class _Options(CallOptions, ModeSetup, total=False):
     """Every keyword the one-call functions take besides mode, workers, star, ordered."""
 
 
-_DEFAULTS: dict[str, Any] = {
-    "retry": None,
-    "timeout": None,
-    "deadline": None,
-    "fail_fast": False,
-    "cancel": None,
-    "rate_limit": None,
-    "max_in_flight": None,
-    "progress": False,
-    "on_result": None,
-}
-
-
 def _open(mode: Mode, workers: int | None, options: dict[str, Any]) -> tuple[Any, bool]:
     """The runner for ``mode`` and whether this call owns (and must close) it.
 
@@ -172,8 +159,16 @@ def run_all(
             runner_.close()
 
 
+_DEFAULTS: dict[str, Any] = {
+    name: default
+    for name, default in (run_all.__kwdefaults__ or {}).items()
+    if name not in ("mode", "workers", "star")
+}
+"""run_all's policy and hook defaults, read from its signature (never restated)."""
+
+
 def _given(arguments: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
-    """The call's options that differ from the documented defaults, plus ``options``."""
+    """The call's options that differ from run_all's documented defaults, plus ``options``."""
     given = {k: arguments[k] for k, default in _DEFAULTS.items() if arguments[k] is not default}
     given.update(options)
     return given

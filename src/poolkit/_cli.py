@@ -215,21 +215,13 @@ def _read_urls(parser: argparse.ArgumentParser, args: argparse.Namespace) -> lis
 
 def _check_out(parser: argparse.ArgumentParser, out: str | None) -> None:
     """--out must be a folder we can write (created if missing): checked before any download."""
-    if out is None:
-        return
-    import os
+    from .download._files import writable_folder
 
-    folder = Path(out)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        parser.error(f"--out {out}: exists and is not a folder")
-    except OSError as error:
-        parser.error(f"--out {out}: cannot create it ({error.strerror})")
-    if not folder.is_dir():
-        parser.error(f"--out {out}: not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        parser.error(f"--out {out}: not writable")
+    if out is not None:
+        try:
+            writable_folder(Path(out))
+        except ValueError as error:
+            parser.error(f"--out {error}")
 
 
 def _download(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:

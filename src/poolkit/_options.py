@@ -234,7 +234,7 @@ def check_mode_options(mode: str, options: dict[str, Any]) -> None:
 
         available = multiprocessing.get_all_start_methods()
     if method is not None and method not in available:
-        methods = ", ".join(repr(m) for m in multiprocessing.get_all_start_methods())
+        methods = ", ".join(repr(m) for m in available)
         raise ValueError(f"start_method={method!r}: expected one of {methods}, or None")
     if options.get("client") is not None and options.get("address") is not None:
         raise ValueError("give dask mode a client= or an address=, not both")

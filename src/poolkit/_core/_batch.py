@@ -36,6 +36,8 @@ class Plan:
     observer: Observer
     hooks: Hooks
     ordered: bool = False
+    release: Callable[[], None] = lambda: None
+    """Undoes what linking the batch set up (called once its driving ends)."""
 
 
 def batch(plan: Plan) -> Generator[Ok[Any] | Err, None, None]:
@@ -52,6 +54,7 @@ def batch(plan: Plan) -> Generator[Ok[Any] | Err, None, None]:
                 yield result
     finally:
         unsubscribe()
+        plan.release()
         observer.close()
 
 
@@ -68,6 +71,7 @@ async def abatch(plan: Plan) -> AsyncIterator[Ok[Any] | Err]:
             yield result
     finally:
         unsubscribe()
+        plan.release()
         observer.close()
 
 

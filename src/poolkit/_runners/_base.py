@@ -402,9 +402,15 @@ class BackendRunner:
         with self._lock:
             self._check_open()
             self._batches.add(token)
-        if policies.cancel is not None:
-            if policies.cancel.cancelled:
-                token._cancel_because(policies.cancel.reason)
-            policies.cancel._subscribe(lambda: token._cancel_because(policies.cancel.reason))  # type: ignore[union-attr]
+        release = _nothing
+        caller = policies.cancel
+        if caller is not None:
+            release = caller._subscribe(lambda: token._cancel_because(caller.reason))
+            if caller.cancelled:
+                token._cancel_because(caller.reason)
         policies = dataclasses.replace(policies, cancel=token)
-        return Plan(backend, job, items, policies, observer, hooks, ordered)
+        return Plan(backend, job, items, policies, observer, hooks, ordered, release)
+
+
+def _nothing() -> None:
+    pass

@@ -27,7 +27,7 @@ from typing import Any
 
 import poolkit
 
-from ._files import remove_leftovers, remove_partials
+from ._files import remove_leftovers, remove_partials, writable_folder
 from ._http import (
     BadURL,
     ConnectFailed,
@@ -133,7 +133,10 @@ def download_all(
         )
     if insecure:
         warnings.warn("TLS verification is off: responses may be forged", stacklevel=2)
-    folder = None if dest is None else _writable_folder(Path(dest))
+    try:
+        folder = None if dest is None else writable_folder(Path(dest))
+    except ValueError as error:
+        raise ValueError(f"dest={error}") from None
     options = FetchOptions(
         dest=folder,
         timeout=float(timeout),
@@ -167,21 +170,6 @@ def download_all(
     finally:
         if folder is not None:  # what killed workers (Ctrl-C, timeouts) could not remove
             remove_leftovers(folder, options.run)
-
-
-def _writable_folder(folder: Path) -> Path:
-    """``folder``, created if needed; ValueError (before any download) when it cannot be."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise ValueError(f"dest={str(folder)!r} exists and is not a folder") from None
-    except OSError as error:
-        raise ValueError(f"dest={str(folder)!r} cannot be created: {error.strerror}") from None
-    if not folder.is_dir():
-        raise ValueError(f"dest={str(folder)!r} is not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"dest={str(folder)!r} is not writable")
-    return folder
 
 
 def _has_aiohttp() -> bool:

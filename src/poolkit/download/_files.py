@@ -8,7 +8,13 @@ import threading
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["PartialFile", "remove_leftovers", "remove_partials", "resolve_inside"]
+__all__ = [
+    "PartialFile",
+    "remove_leftovers",
+    "remove_partials",
+    "resolve_inside",
+    "writable_folder",
+]
 
 _PARTIAL_PREFIX = ".poolkit-"
 _PARTIAL_SUFFIX = ".part"
@@ -16,6 +22,21 @@ _live: set[str] = set()
 _UMASK = os.umask(0o022)  # read once (setting it back at once): files get 0666 & ~umask
 os.umask(_UMASK)
 _live_lock = threading.Lock()
+
+
+def writable_folder(folder: Path) -> Path:
+    """``folder``, created if needed; ValueError (before any download) when it cannot be."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ValueError(f"{str(folder)!r} exists and is not a folder") from None
+    except OSError as error:
+        raise ValueError(f"{str(folder)!r} cannot be created ({error.strerror})") from None
+    if not folder.is_dir():
+        raise ValueError(f"{str(folder)!r} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{str(folder)!r} is not writable")
+    return folder
 
 
 def resolve_inside(dest: Path, name: str) -> Path:
