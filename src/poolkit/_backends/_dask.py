@@ -27,11 +27,15 @@ from poolkit._core._backend import Backend
 from poolkit._core._task import Job, Task
 from poolkit._errors import PoolkitError, WorkerCrashed
 
+from ._chunks import ChunkSizer, send_replies
 from ._pickling import pack_error, unpack_error
 
 __all__ = ["DaskBackend", "require_dask"]
 
-_TARGET_CHUNK = 64
+# A Dask task costs about a millisecond of scheduling; a chunk of 0.2 s makes that
+# negligible while a deadline or a lost worker throws away little finished work.
+_TARGET_CHUNK_SECONDS = 0.2
+_MAX_CHUNK = 1024
 _WATCH_EVERY = 1.0  # how often a busy backend checks that the cluster still has workers
 
 
@@ -135,7 +139,9 @@ class DaskBackend(Backend):
         self.workers = workers
         self.capacity = 1 << 30
         self.default_in_flight = 64 * workers
-        self._chunksize = chunksize
+        self._sizer = ChunkSizer(
+            chunksize, target=_TARGET_CHUNK_SECONDS, largest=_MAX_CHUNK, first=4
+        )
         self._lock = threading.RLock()
         self._seq = itertools.count(1)
         self._live: dict[Any, Any] = {}  # dask future key -> future
@@ -178,7 +184,7 @@ class DaskBackend(Backend):
                     # items go one per task so each attempt's clock is exact.
                     job = queued[0].job
                     single = job.timeout is not None
-                    size = 1 if single else self._chunk_size(-(-len(queued) // free))
+                    size = 1 if single else self._sizer.size(len(queued), free)
                     chunk = [queued.popleft()]
                     while queued and len(chunk) < size and queued[0].job is job:
                         chunk.append(queued.popleft())
@@ -186,11 +192,6 @@ class DaskBackend(Backend):
                     probe = False
                 if chunk:
                     self._submit(chunk, probe)
-
-    def _chunk_size(self, count: int) -> int:
-        if self._chunksize is not None:
-            return self._chunksize
-        return max(1, min(_TARGET_CHUNK, count))
 
     def _submit(self, chunk: list[Task], probe: bool) -> None:
         """Submit one Dask task for ``chunk`` (called with the lock held)."""
@@ -259,18 +260,17 @@ class DaskBackend(Backend):
                 task.reply.put((task, number, False, error))
             return
         by_seq = {seq: (task, number) for seq, task, number in entries}
-        replies: dict[int, tuple[Any, list[Any]]] = {}
+        replies = []
         now = time.monotonic()
+        with self._lock:
+            self._sizer.observe(len(done), sum(seconds for *_, seconds in done))
         for seq, ok, payload, seconds in done:
             task, number = by_seq[seq]
             # elapsed leaves out the wait inside the chunk: the item began `seconds` ago
             # by the worker's own clock (a duration, so clocks of other machines agree)
             task.started = now - seconds
-            value = payload if ok else unpack_error(payload)
-            group = replies.setdefault(id(task.reply), (task.reply, []))
-            group[1].append((task, number, ok, value))
-        for reply, messages in replies.values():
-            reply.put(messages)
+            replies.append((task, number, ok, payload if ok else unpack_error(payload)))
+        send_replies(replies)
 
     def started_at(self, task: Task) -> float | None:
         """When the attempt was sent to the cluster (None while it waits in poolkit's queue)."""

@@ -7,15 +7,36 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from multiprocessing.context import BaseContext
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from poolkit._core._task import Task
 
 from ._child import worker_main
 from ._wire import STRIDE, KnownFunctions
 
-if TYPE_CHECKING:
-    from ._pool import Entry
+__all__ = [
+    "FINISHED",
+    "Entry",
+    "WorkerHandle",
+    "default_start_method",
+    "kill_all",
+    "preload_worker_module",
+]
 
-__all__ = ["WorkerHandle", "default_start_method", "kill_all", "preload_worker_module"]
+FINISHED = object()  # a task's ticket once its attempt's result came back
+
+
+class Entry:
+    """One attempt sent to a worker, by ``seq`` (unique per backend)."""
+
+    __slots__ = ("alone", "number", "seq", "task", "worker")
+
+    def __init__(self, seq: int, task: Task, number: int) -> None:
+        self.seq = seq
+        self.task = task
+        self.number = number
+        self.worker: WorkerHandle | None = None
+        self.alone = False  # sent in a chunk of its own (its chunk could not be loaded)
 
 
 def preload_worker_module() -> None:

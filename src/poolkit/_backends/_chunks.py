@@ -1,0 +1,73 @@
+"""Chunking and reply grouping, shared by the backends that send items in chunks.
+
+Process and Dask mode send small items several to a message (one pickle, one task),
+yet report each item on its own. Two rules are the same in both, and live here:
+
+- how big a chunk is: a size the user fixed, else as many items as take about
+  ``target`` seconds by the measured duration per item, never more than a fair share
+  of what waits, so every worker gets some;
+- how results go back: one ``reply.put`` per batch with all of that batch's results
+  from one message, so the engine wakes once per message, not once per item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from poolkit._core._task import Task
+
+__all__ = ["ChunkSizer", "send_replies"]
+
+
+class ChunkSizer:
+    """Chunk sizes from the measured duration of one item.
+
+    Example:
+        >>> sizer = ChunkSizer(None, target=0.01, largest=512, first=8)
+        >>> sizer.size(waiting=1000, workers=2)  # nothing measured yet
+        8
+        >>> sizer.observe(items=100, seconds=0.01)  # 100 µs per item
+        >>> sizer.size(waiting=1000, workers=2)
+        100
+    """
+
+    __slots__ = ("_first", "_fixed", "_largest", "_target", "item_seconds")
+
+    def __init__(self, fixed: int | None, *, target: float, largest: int, first: int) -> None:
+        self._fixed = fixed
+        self._target = target
+        self._largest = largest
+        self._first = first
+        self.item_seconds: float | None = None  # moving average, None until measured
+
+    def size(self, waiting: int, workers: int) -> int:
+        """How many of ``waiting`` items the next chunk takes, with ``workers`` to feed."""
+        if self._fixed is not None:
+            return self._fixed
+        fair = -(-waiting // max(1, workers))
+        if self.item_seconds is None:
+            return max(1, min(fair, self._first))
+        by_time = int(self._target / max(self.item_seconds, 1e-7))
+        return max(1, min(fair, by_time, self._largest))
+
+    def observe(self, items: int, seconds: float) -> None:
+        """``items`` items ran in ``seconds`` (one chunk's work, measured where it ran)."""
+        if items <= 0:
+            return
+        per_item = seconds / items
+        previous = self.item_seconds
+        self.item_seconds = per_item if previous is None else 0.7 * previous + 0.3 * per_item
+
+
+def send_replies(results: Iterable[tuple[Task, int, bool, Any]]) -> None:
+    """Hand ``(task, attempt, ok, value)`` results to their batches, one put per batch."""
+    groups: dict[int, tuple[Any, list[Any]]] = {}
+    for result in results:
+        reply = result[0].reply
+        group = groups.get(id(reply))
+        if group is None:
+            group = groups[id(reply)] = (reply, [])
+        group[1].append(result)
+    for reply, messages in groups.values():
+        reply.put(messages)
