@@ -13,6 +13,9 @@ import poolkit.testing
 def test_all_is_sorted_and_complete() -> None:
     """__all__ is sorted and names every public attribute of the package."""
     assert poolkit.__all__ == sorted(poolkit.__all__)
+    for name in poolkit.__all__:  # names load on first use (PEP 562)
+        getattr(poolkit, name)
+    assert set(poolkit.__all__) <= set(dir(poolkit))
     public = {n for n in vars(poolkit) if n.isidentifier() and not n.startswith("_")}
     submodules = {m.name for m in pkgutil.iter_modules(poolkit.__path__)}
     assert public - submodules - {"annotations"} == set(poolkit.__all__)
@@ -85,3 +88,22 @@ def test_importing_poolkit_does_not_import_dask() -> None:
     code = "import sys, poolkit; print('distributed' in sys.modules or 'dask' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_import_is_lazy() -> None:
+    """``import poolkit`` loads no engine, backend or runner until a name is used, and a
+    process-mode worker loads none of the parent's side (cold start, issue 17)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, poolkit, poolkit._backends._process._child\n"
+        "heavy = [m for m in sys.modules if m.startswith(('poolkit._api', 'poolkit._runners',"
+        " 'poolkit._core._engine', 'poolkit._backends._process._pool', 'poolkit._options',"
+        " 'poolkit._policies'))]\n"
+        "assert not heavy, heavy\n"
+        "assert 'tenacity' not in sys.modules and 'asyncio' not in sys.modules\n"
+        "poolkit.run_all\n"
+        "assert 'poolkit._api' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -13,27 +13,30 @@ Examples:
 
 from __future__ import annotations
 
-from ._api import arun_all, astream, run_all, stream
-from ._core._attempt import worker_id, worker_state
-from ._errors import (
-    Cancelled,
-    DeadlineExceeded,
-    HookError,
-    PoolkitError,
-    RemoteError,
-    RemoteTraceback,
-    TaskTimeout,
-    WorkerCrashed,
-)
-from ._executor import Executor
-from ._policies import CancelToken, RateLimit, Retry
-from ._progress import Progress
-from ._results import Err, Ok, Result, Results
-from ._runners._executor import ExecutorRunner
-from ._runners._pool import runner
-from ._runners._protocol import Runner
-from ._stream import AsyncResultStream, ResultStream
-from ._summary import Summary
+import typing as _typing
+
+if _typing.TYPE_CHECKING:
+    from ._api import arun_all, astream, run_all, stream
+    from ._core._attempt import worker_id, worker_state
+    from ._errors import (
+        Cancelled,
+        DeadlineExceeded,
+        HookError,
+        PoolkitError,
+        RemoteError,
+        RemoteTraceback,
+        TaskTimeout,
+        WorkerCrashed,
+    )
+    from ._executor import Executor
+    from ._policies import CancelToken, RateLimit, Retry
+    from ._progress import Progress
+    from ._results import Err, Ok, Result, Results
+    from ._runners._executor import ExecutorRunner
+    from ._runners._pool import runner
+    from ._runners._protocol import Runner
+    from ._stream import AsyncResultStream, ResultStream
+    from ._summary import Summary
 
 __all__ = [
     "AsyncResultStream",
@@ -67,8 +70,49 @@ __all__ = [
     "worker_state",
 ]
 
+# Each public name is imported on first use (PEP 562), so ``import poolkit`` stays cheap
+# and a worker process loads only what it runs. Type checkers read the imports above.
+_WHERE = {
+    "AsyncResultStream": "._stream",
+    "CancelToken": "._policies",
+    "Cancelled": "._errors",
+    "DeadlineExceeded": "._errors",
+    "Err": "._results",
+    "Executor": "._executor",
+    "ExecutorRunner": "._runners._executor",
+    "HookError": "._errors",
+    "Ok": "._results",
+    "PoolkitError": "._errors",
+    "Progress": "._progress",
+    "RateLimit": "._policies",
+    "RemoteError": "._errors",
+    "RemoteTraceback": "._errors",
+    "Result": "._results",
+    "ResultStream": "._stream",
+    "Results": "._results",
+    "Retry": "._policies",
+    "Runner": "._runners._protocol",
+    "Summary": "._summary",
+    "TaskTimeout": "._errors",
+    "WorkerCrashed": "._errors",
+    "arun_all": "._api",
+    "astream": "._api",
+    "run_all": "._api",
+    "runner": "._runners._pool",
+    "stream": "._api",
+    "worker_id": "._core._attempt",
+    "worker_state": "._core._attempt",
+}
 
-def __getattr__(name: str) -> str:
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _WHERE.get(name)
+    if module is not None:
+        import importlib
+
+        value = getattr(importlib.import_module(module, __name__), name)
+        globals()[name] = value
+        return value
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version
 
@@ -79,3 +123,7 @@ def __getattr__(name: str) -> str:
 
             return __version__
     raise AttributeError(f"module 'poolkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -9,13 +9,13 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from poolkit._options import MODES
-
 __all__ = ["load"]
 
 
 def load(mode: str) -> Any:
     """The backend class of a built-in mode (``mode`` is one of ``MODES``)."""
+    from poolkit._options import MODES  # here: a worker process imports none of it
+
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}")
     module = importlib.import_module(f"{__name__}._{mode}")
