@@ -1,20 +1,17 @@
-"""Helpers shared by the benchmarks: timing side by side and printing ratios."""
+"""Helpers shared by the benchmarks: interleaved timing and honest tables.
+
+Every table is measured the same way: each candidate runs once per round, in turn,
+for several rounds (so no candidate gets the machine's quiet minute), and the table
+shows the median with the min-max spread, the ratio to the standard library, the
+ratio to the hand-tuned floor and which peer was best.
+"""
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
-
-
-def best_of(run: Callable[[], object], repeat: int = 3) -> float:
-    """The fastest of ``repeat`` runs, in seconds (the least disturbed measurement)."""
-    times = []
-    for _ in range(repeat):
-        began = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - began)
-    return min(times)
 
 
 def interleaved(
@@ -31,38 +28,68 @@ def interleaved(
     return times
 
 
+def ratio(value: float) -> str:
+    """A ratio with enough digits to mean something (never ``0.00x``)."""
+    if value >= 0.1:
+        return f"{value:.2f}x"
+    if value >= 0.001:
+        return f"{value:.3f}x"
+    return f"{value:.1e}x"
+
+
 def report_spread(
-    title: str, times: dict[str, list[float]], per: int, baseline: str, floor: str | None = None
+    title: str,
+    times: dict[str, list[float]],
+    per: int,
+    baseline: str,
+    floor: str | None = None,
+    unit: str = "us/item",
 ) -> list[str]:
-    """A table of median us/item with min-max, ratio to ``baseline`` and to ``floor``."""
+    """A table: median (min-max) per item, ratio to ``baseline`` and to ``floor``, and a
+    line naming the best peer (the fastest runner that is neither poolkit nor a
+    baseline) with poolkit's ratio to it."""
+    scale = {"us/item": 1e6, "ms": 1e3}.get(unit, 1.0)
     base = statistics.median(times[baseline])
     ground = statistics.median(times[floor]) if floor else None
-    head = f"| runner | us/item, median (min-max) | ratio to {baseline} |"
+    head = f"| runner | {unit}, median (min-max) | ratio to {baseline} |"
     head += f" ratio to the floor ({floor}) |" if floor else ""
     lines = [f"\n## {title}\n", head, "|---|---|---|" + ("---|" if floor else "")]
     for name, values in times.items():
         mid = statistics.median(values)
         row = (
-            f"| {name} | {mid / per * 1e6:.2f} ({min(values) / per * 1e6:.2f}-"
-            f"{max(values) / per * 1e6:.2f}) | {mid / base:.3f}x |"
+            f"| {name} | {mid / per * scale:.2f} ({min(values) / per * scale:.2f}-"
+            f"{max(values) / per * scale:.2f}) | {ratio(mid / base)} |"
         )
         if ground:
-            row += f" {mid / ground:.2f}x |"
+            row += f" {ratio(mid / ground)} |"
         lines.append(row)
+    peers = {
+        n: statistics.median(v)
+        for n, v in times.items()
+        if not n.startswith("poolkit") and n not in (baseline, floor)
+    }
+    ours = {n: statistics.median(v) for n, v in times.items() if n.startswith("poolkit")}
+    if peers and ours:
+        best = min(peers, key=peers.__getitem__)
+        fastest = min(ours, key=ours.__getitem__)
+        lines.append(
+            f"\nBest peer: {best}. {fastest} takes {ratio(ours[fastest] / peers[best])} "
+            f"its time. {len(next(iter(times.values())))} interleaved rounds."
+        )
+    else:
+        lines.append(f"\n{len(next(iter(times.values())))} interleaved rounds.")
     print("\n".join(lines), flush=True)
     return lines
 
 
-def report(title: str, rows: list[tuple[str, float]], unit: str, per: int = 1) -> list[str]:
-    """Print a table of ``rows`` (name, seconds) as per-item cost and ratio to the first row."""
-    base = rows[0][1]
-    lines = [f"\n## {title}\n", f"| runner | {unit} | ratio to {rows[0][0]} |", "|---|---|---|"]
-    for name, seconds in rows:
-        value = seconds / per * (1e6 if unit == "us/item" else 1)
-        lines.append(f"| {name} | {value:.2f} | {seconds / base:.2f}x |")
-    print("\n".join(lines), flush=True)
-    return lines
+def medians(times: dict[str, list[float]]) -> dict[str, float]:
+    """The median of each candidate's times."""
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values)
+def load_average() -> str:
+    """The 1-minute load average, for the page's header."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "unknown"

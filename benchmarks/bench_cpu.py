@@ -1,21 +1,26 @@
-"""CPU-bound speed-up: 200 pure-Python items of about 5 ms, process mode against serial.
+"""CPU-bound speed-up over a plain loop, by item size, interleaved: process mode warm and
+cold, ProcessPoolExecutor, joblib and mpire; and the speed-up by worker count.
 
 Run: python benchmarks/bench_cpu.py   (or make bench)
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import statistics
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 
 import poolkit
-from _common import best_of, report
+from _common import interleaved, medians, ratio
 
-ITEMS = 200
+# (seconds per item, items): about 0.8 s of serial work each
+SIZES = [(0.0001, 8000), (0.001, 800), (0.01, 80), (0.1, 8)]
 
 
 def burn(n: int) -> int:
@@ -26,42 +31,101 @@ def burn(n: int) -> int:
 
 
 def calibrate(target: float = 0.005) -> int:
+    """The ``n`` for which ``burn(n)`` takes about ``target`` seconds here."""
     n = 10_000
     while True:
         began = time.perf_counter()
         burn(n)
         took = time.perf_counter() - began
-        if took > 0.002:
-            return int(n * target / took)
+        if took > 0.01:
+            return max(1, int(n * target / took))
         n *= 2
 
 
-def main() -> list[str]:
-    n = calibrate()
-    work = [n] * ITEMS
-    serial = best_of(lambda: [burn(x) for x in work], repeat=2)
-    rows = [("serial (a plain loop)", serial)]
-    with ProcessPoolExecutor(2) as pool:
-        list(pool.map(burn, [1, 1]))
-        rows.append(("ProcessPoolExecutor(2).map", best_of(lambda: list(pool.map(burn, work)), 2)))
-    rows.append(
-        (
-            "poolkit process (2), cold start",
-            best_of(lambda: poolkit.run_all(burn, work, mode="process", workers=2), 2),
-        )
-    )
-    with poolkit.runner("process", workers=2) as runner:
-        runner.run_all(burn, [1, 1])
-        rows.append(
-            ("poolkit process (2), warm runner", best_of(lambda: runner.run_all(burn, work), 2))
-        )
-    lines = report(f"CPU-bound: {ITEMS} items of ~5 ms on {os.cpu_count()} cores", rows, "seconds")
-    speedups = [
-        f"| speed-up over serial: {name} | {serial / secs:.2f}x |" for name, secs in rows[1:]
+def _serial(work: list[int]) -> None:
+    for x in work:
+        burn(x)
+
+
+def speedup_table() -> tuple[list[str], dict[str, dict[float, float]]]:
+    """Speed-up over serial by item size; returns the table and the medians."""
+    per_ms = calibrate(0.001)
+    pool = ProcessPoolExecutor(2)
+    list(pool.map(burn, [1, 1]))
+    runner = poolkit.runner("process", workers=2)
+    runner.run_all(burn, [1, 1])
+    closers: list[Callable[[], object]] = [pool.shutdown, runner.close]
+    extra: dict[str, Callable[[list[int]], object]] = {}
+    if importlib.util.find_spec("joblib"):
+        import joblib
+
+        parallel = joblib.Parallel(n_jobs=2)
+        parallel.__enter__()
+        closers.append(lambda: parallel.__exit__(None, None, None))
+        extra["joblib (loky)"] = lambda w: parallel(joblib.delayed(burn)(x) for x in w)
+    if importlib.util.find_spec("mpire"):
+        from mpire import WorkerPool
+
+        mpire_pool = WorkerPool(n_jobs=2, keep_alive=True)
+        closers.append(mpire_pool.terminate)
+        extra["mpire WorkerPool(2)"] = lambda w: mpire_pool.map(burn, w)
+    speedups: dict[str, dict[float, float]] = {}
+    try:
+        for seconds, count in SIZES:
+            work = [max(1, int(per_ms * seconds * 1000))] * count
+            candidates: dict[str, Callable[[], object]] = {
+                "serial": lambda w=work: _serial(w),
+                "ProcessPoolExecutor(2).map": lambda w=work: list(pool.map(burn, w)),
+                "poolkit process (2), warm": lambda w=work: runner.run_all(burn, w),
+                "poolkit process (2), cold run_all": lambda w=work: poolkit.run_all(
+                    burn, w, mode="process", workers=2
+                ),
+            }
+            for name, run in extra.items():
+                candidates[name] = lambda w=work, run=run: run(w)
+            mids = medians(interleaved(candidates, rounds=5))
+            for name, mid in mids.items():
+                speedups.setdefault(name, {})[seconds] = mids["serial"] / mid
+    finally:
+        for close in closers:
+            close()
+    head = "| runner | " + " | ".join(f"{s * 1000:g} ms x {c}" for s, c in SIZES) + " |"
+    lines = [
+        f"\n## CPU-bound: speed-up over a plain loop on {os.cpu_count()} cores, by item size\n",
+        "Median of 5 interleaved rounds; higher is better; 2.00x is the ideal on 2 cores.\n",
+        head,
+        "|---|" + "---|" * len(SIZES),
     ]
-    print("\n".join(speedups))
-    return lines + speedups
+    for name, by_size in speedups.items():
+        if name != "serial":
+            lines.append(f"| {name} | " + " | ".join(ratio(by_size[s]) for s, _ in SIZES) + " |")
+    print("\n".join(lines), flush=True)
+    return lines, speedups
+
+
+def by_workers() -> tuple[list[str], list[tuple[int, float, float, float]]]:
+    """Speed-up by worker count for 5 ms items: median, min and max of 3 rounds."""
+    n = calibrate(0.005)
+    work = [n] * 160
+    points = []
+    for workers in (1, 2, 3, 4):
+        with poolkit.runner("process", workers=workers) as runner:
+            runner.run_all(burn, [1] * workers)
+            times = interleaved(
+                {"serial": lambda: _serial(work), "ours": lambda r=runner: r.run_all(burn, work)},
+                rounds=3,
+            )
+        ups = [s / o for s, o in zip(times["serial"], times["ours"], strict=True)]
+        points.append((workers, statistics.median(ups), min(ups), max(ups)))
+    lines = [
+        "\n## CPU-bound speed-up by worker count (process mode, warm, 160 items of 5 ms)\n",
+        "| workers | speed-up, median (min-max) |",
+        "|---|---|",
+    ] + [f"| {w} | {m:.2f}x ({lo:.2f}-{hi:.2f}) |" for w, m, lo, hi in points]
+    print("\n".join(lines), flush=True)
+    return lines, points
 
 
 if __name__ == "__main__":
-    main()
+    speedup_table()
+    by_workers()

@@ -1,63 +1,123 @@
-"""I/O throughput: 200 URLs from a local server answering in 50 ms, by mode and workers.
-
-Ideal time = ceil(200 / workers) x 50 ms. Run: python benchmarks/bench_download.py
+"""I/O throughput: URLs from a local server answering in 50 ms, by mode and workers, and
+the async downloader against aiohttp + Semaphore. The server runs in its own process,
+so its work does not share the benchmark's GIL. Interleaved rounds, medians.
+Ideal time = ceil(URLs / workers) x 50 ms. Run: python benchmarks/bench_download.py
 """
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import math
+import statistics
+import subprocess
 import sys
-import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 
+from _common import interleaved, report_spread
+
 from poolkit.download import download_all
-from poolkit.download._server import local_server
 
 URLS, LATENCY = 200, 0.05
+RUNS = [("serial", 1), ("thread", 8), ("thread", 16), ("thread", 32), ("thread", 64)]
+RUNS += [("thread", 128), ("async", 16), ("async", 64), ("async", 128)]
+
+SERVER = """
+import sys
+from poolkit.download._server import local_server
+with local_server(latency=float(sys.argv[1])) as server:
+    print(server.url(""), flush=True)
+    sys.stdin.read()
+"""
 
 
-def timed(urls: list[str], mode: str, workers: int) -> float:
-    began = time.perf_counter()
+@contextmanager
+def server_process(latency: float) -> Iterator[str]:
+    """A local test server in a child process; yields its base URL."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(latency)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        yield child.stdout.readline().strip()
+    finally:
+        child.kill()
+        child.wait(10)
+
+
+def fetch_all(urls: list[str], mode: str, workers: int) -> None:
     results = download_all(urls, mode=mode, workers=workers, retries=0, timeout=10)
-    took = time.perf_counter() - began
     assert results.all_ok, results.errs[:3]
-    return took
+
+
+def aiohttp_baseline(urls: list[str], concurrency: int) -> None:
+    import aiohttp
+
+    async def main() -> None:
+        semaphore = asyncio.Semaphore(concurrency)
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def one(url: str) -> bytes:
+                async with semaphore, session.get(url) as response:
+                    response.raise_for_status()
+                    return await response.read()
+
+            await asyncio.gather(*(one(u) for u in urls))
+
+    asyncio.run(main())
 
 
 def main() -> tuple[list[str], list[tuple[str, int, float]]]:
     points: list[tuple[str, int, float]] = []
     lines = [
         f"\n## Downloader: {URLS} URLs, server latency {LATENCY * 1000:.0f} ms\n",
-        "| mode | workers | seconds | ideal | ratio to ideal |",
+        "Median of 3 interleaved rounds; the server runs in its own process.\n",
+        "| mode | workers | seconds, median (min-max) | ideal | ratio to ideal |",
         "|---|---|---|---|---|",
     ]
-    with local_server(latency=LATENCY) as server:
-        urls = [server.url(f"/delay/{LATENCY}?n={n}") for n in range(URLS)]
-        timed(urls[:10], "thread", 4)  # warm up
-        runs = [
-            ("serial", 1),
-            ("thread", 8),
-            ("thread", 16),
-            ("thread", 32),
-            ("thread", 64),
-            ("thread", 128),
-            ("async", 16),
-            ("async", 64),
-            ("async", 128),
-        ]
-        for mode, workers in runs:
+    with server_process(LATENCY) as base:
+        urls = [f"{base}/delay/{LATENCY}?n={n}" for n in range(URLS)]
+        fetch_all(urls[:10], "thread", 4)  # warm up
+        candidates: dict[str, Callable[[], object]] = {}
+        for mode, workers in RUNS:
             subset = urls if mode != "serial" else urls[:40]
-            took = timed(subset, mode, workers)
-            ideal = math.ceil(len(subset) / workers) * LATENCY
-            scale = URLS / len(subset)
-            points.append((mode, workers, took * scale))
+            candidates[f"{mode} {workers}"] = lambda s=subset, m=mode, w=workers: fetch_all(s, m, w)
+        times = interleaved(candidates, rounds=3)
+        for mode, workers in RUNS:
+            values = times[f"{mode} {workers}"]
+            scale = URLS / (40 if mode == "serial" else URLS)
+            took = statistics.median(values) * scale
+            ideal = math.ceil(URLS / workers) * LATENCY
+            points.append((mode, workers, took))
             lines.append(
-                f"| {mode} | {workers} | {took * scale:.2f}"
-                f"{' (40 URLs x 5)' if scale != 1 else ''} | {ideal * scale:.2f} | "
-                f"{took / ideal:.2f}x |"
+                f"| {mode} | {workers} | {took:.2f} ({min(values) * scale:.2f}-"
+                f"{max(values) * scale:.2f}){' (40 URLs x 5)' if scale != 1 else ''} | "
+                f"{ideal:.2f} | {took / ideal:.2f}x |"
             )
-    print("\n".join(lines), flush=True)
+        print("\n".join(lines), flush=True)
+        if importlib.util.find_spec("aiohttp"):
+            many = [f"{base}/delay/{LATENCY}?n={n}" for n in range(2000)]
+            lines += report_spread(
+                "Async downloader: 2,000 URLs x 50 ms, concurrency 256",
+                interleaved(
+                    {
+                        "aiohttp + Semaphore(256)": lambda: aiohttp_baseline(many, 256),
+                        "poolkit download_all async (256)": lambda: fetch_all(many, "async", 256),
+                        "poolkit download_all thread (256)": lambda: fetch_all(many, "thread", 256),
+                    },
+                    rounds=3,
+                ),
+                2000,
+                "aiohttp + Semaphore(256)",
+                unit="us/item",
+            )
     return lines, points
 
 

@@ -1,4 +1,5 @@
-"""Per-task overhead on a trivial function: poolkit against the standard library and peers.
+"""Per-task overhead on a trivial function: poolkit against the standard library, the
+peers and the hand-tuned floor, interleaved.
 
 Run: python benchmarks/bench_overhead.py   (or make bench)
 """
@@ -8,14 +9,13 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import sys
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 
 import poolkit
-from _common import best_of, interleaved, report, report_spread
-
-N = 20_000
+from _common import interleaved, report_spread
 
 
 def trivial(x: int) -> int:
@@ -34,112 +34,142 @@ def thread_table(n: int) -> list[str]:
         candidates = {
             "ThreadPoolExecutor(4).map": lambda: list(pool.map(trivial, range(n))),
             "poolkit thread (4), warm runner": lambda: runner.run_all(trivial, range(n)),
+            "poolkit thread (4), max_in_flight=4096": lambda: runner.run_all(
+                trivial, range(n), max_in_flight=4096
+            ),
             "poolkit.run_all thread (4), cold": lambda: poolkit.run_all(
                 trivial, range(n), mode="thread", workers=4
             ),
         }
         times = interleaved(candidates, rounds=11)
-    return report_spread(f"Thread mode, N = {n:,}", times, n, "ThreadPoolExecutor(4).map")
+    return report_spread(
+        f"Thread mode, trivial function, 4 workers, N = {n:,}",
+        times,
+        n,
+        "ThreadPoolExecutor(4).map",
+    )
 
 
-def async_rows() -> list[tuple[str, float]]:
+def async_table(n: int) -> list[str]:
+    """Async mode on a coroutine that suspends once, against gather + Semaphore and the
+    hand-tuned floor: 64 long-lived worker tasks pulling from one iterator."""
+
+    async def suspends(x: int) -> int:
+        await asyncio.sleep(0)
+        return x
+
     async def gather() -> None:
         semaphore = asyncio.Semaphore(64)
 
         async def one(x: int) -> int:
             async with semaphore:
-                return await atrivial(x)
+                return await suspends(x)
 
-        await asyncio.gather(*(one(x) for x in range(N)))
+        await asyncio.gather(*(one(x) for x in range(n)))
 
-    async def ours_in_loop() -> None:
-        await poolkit.arun_all(atrivial, range(N), workers=64)
+    async def worker_tasks() -> None:
+        source = iter(range(n))
+        out: list[int] = []
 
-    stdlib = best_of(lambda: asyncio.run(gather()))
-    ours = best_of(lambda: poolkit.run_all(atrivial, range(N), mode="async", workers=64))
-    in_loop = best_of(lambda: asyncio.run(ours_in_loop()))
-    return [
-        ("asyncio.gather + Semaphore(64)", stdlib),
-        ("poolkit async (run_all)", ours),
-        ("poolkit arun_all", in_loop),
-    ]
+        async def worker() -> None:
+            for x in source:
+                out.append(await suspends(x))
+
+        await asyncio.gather(*(worker() for _ in range(64)))
+
+    async def ours() -> None:
+        await poolkit.arun_all(suspends, range(n), workers=64)
+
+    candidates = {
+        "asyncio.gather + Semaphore(64)": lambda: asyncio.run(gather()),
+        "64 worker tasks on one iterator (hand-tuned)": lambda: asyncio.run(worker_tasks()),
+        "poolkit arun_all (64)": lambda: asyncio.run(ours()),
+        "poolkit.run_all async (64)": lambda: poolkit.run_all(
+            suspends, range(n), mode="async", workers=64
+        ),
+    }
+    times = interleaved(candidates, rounds=11)
+    return report_spread(
+        f"Async mode, a coroutine that suspends once, N = {n:,}",
+        times,
+        n,
+        "asyncio.gather + Semaphore(64)",
+        "64 worker tasks on one iterator (hand-tuned)",
+    )
 
 
-def process_rows() -> list[tuple[str, float]]:
-    rows = []
-    with ProcessPoolExecutor(2) as pool:
-        list(pool.map(trivial, range(100)))
-        rows.append(
-            (
-                "ProcessPoolExecutor(2).map chunksize=1",
-                best_of(lambda: list(pool.map(trivial, range(N))), repeat=1),
-            )
-        )
-        rows.append(
-            (
-                "ProcessPoolExecutor(2).map chunksize=N/8 (hand-tuned)",
-                best_of(lambda: list(pool.map(trivial, range(N), chunksize=N // 8))),
-            )
-        )
-    with poolkit.runner("process", workers=2) as runner:
-        runner.run_all(trivial, range(100))
-        rows.append(
-            ("poolkit process (2), defaults", best_of(lambda: runner.run_all(trivial, range(N))))
-        )
-        rows.append(
-            (
-                "poolkit process (2), max_in_flight=2048",
-                best_of(lambda: runner.run_all(trivial, range(N), max_in_flight=2048)),
-            )
-        )
+def process_table(n: int) -> list[str]:
+    """Process mode (2 workers, warm) against ProcessPoolExecutor and the peers."""
+    candidates: dict[str, Callable[[], object]] = {}
+    closers: list[Callable[[], object]] = []
+    pool = ProcessPoolExecutor(2)
+    closers.append(pool.shutdown)
+    list(pool.map(trivial, range(100)))
+    if n <= 20_000:  # one message per item: 1.4 s a round at 20k, too slow beyond
+        candidates["ProcessPoolExecutor(2).map"] = lambda: list(pool.map(trivial, range(n)))
+    candidates["ProcessPoolExecutor(2).map, chunksize=N/8 (hand-tuned)"] = lambda: list(
+        pool.map(trivial, range(n), chunksize=n // 8)
+    )
+    runner = poolkit.runner("process", workers=2)
+    closers.append(runner.close)
+    runner.run_all(trivial, range(100))
+    candidates["poolkit process (2), defaults"] = lambda: runner.run_all(trivial, range(n))
+    candidates["poolkit process (2), max_in_flight=4096"] = lambda: runner.run_all(
+        trivial, range(n), max_in_flight=4096
+    )
     if importlib.util.find_spec("joblib"):
         import joblib
 
-        with joblib.Parallel(n_jobs=2) as parallel:
-            parallel(joblib.delayed(trivial)(x) for x in range(100))
-            rows.append(
-                (
-                    "joblib (loky, auto batching)",
-                    best_of(lambda: parallel(joblib.delayed(trivial)(x) for x in range(N))),
-                )
-            )
-    if importlib.util.find_spec("loky"):
-        from loky import get_reusable_executor
-
-        executor = get_reusable_executor(max_workers=2)
-        list(executor.map(trivial, range(100)))
-        rows.append(
-            (
-                "loky executor(2).map, chunksize=N/8",
-                best_of(lambda: list(executor.map(trivial, range(N), chunksize=N // 8))),
-            )
+        parallel = joblib.Parallel(n_jobs=2)
+        parallel.__enter__()
+        closers.append(lambda: parallel.__exit__(None, None, None))
+        parallel(joblib.delayed(trivial)(x) for x in range(100))
+        candidates["joblib (loky, auto batching)"] = lambda: parallel(
+            joblib.delayed(trivial)(x) for x in range(n)
         )
-    if importlib.util.find_spec("pebble"):
-        from pebble import ProcessPool
-
-        with ProcessPool(max_workers=2) as pool:
-            list(pool.map(trivial, range(100)).result())
-            rows.append(
-                (
-                    "pebble ProcessPool(2).map, chunksize=N/8",
-                    best_of(lambda: list(pool.map(trivial, range(N), chunksize=N // 8).result())),
-                )
-            )
     if importlib.util.find_spec("mpire"):
         from mpire import WorkerPool
 
-        with WorkerPool(n_jobs=2, keep_alive=True) as pool:
-            pool.map(trivial, range(100))
-            rows.append(("mpire WorkerPool(2).map", best_of(lambda: pool.map(trivial, range(N)))))
-    return rows
+        mpire_pool = WorkerPool(n_jobs=2, keep_alive=True)
+        closers.append(mpire_pool.terminate)
+        mpire_pool.map(trivial, range(100))
+        candidates["mpire WorkerPool(2).map"] = lambda: mpire_pool.map(trivial, range(n))
+    if importlib.util.find_spec("pebble"):
+        from pebble import ProcessPool
+
+        pebble_pool = ProcessPool(max_workers=2)
+        closers.append(pebble_pool.close)
+        list(pebble_pool.map(trivial, range(100)).result())
+        candidates["pebble ProcessPool(2).map, chunksize=N/8"] = lambda: list(
+            pebble_pool.map(trivial, range(n), chunksize=n // 8).result()
+        )
+    try:
+        times = interleaved(candidates, rounds=7)
+    finally:
+        for close in closers:
+            close()
+    baseline = (
+        "ProcessPoolExecutor(2).map"
+        if "ProcessPoolExecutor(2).map" in times
+        else "ProcessPoolExecutor(2).map, chunksize=N/8 (hand-tuned)"
+    )
+    return report_spread(
+        f"Process mode, trivial function, 2 workers, warm, N = {n:,}",
+        times,
+        n,
+        baseline,
+        "ProcessPoolExecutor(2).map, chunksize=N/8 (hand-tuned)",
+    )
 
 
 def main() -> list[str]:
-    lines = ["# Per-task overhead (trivial function, 20,000 items)"]
+    lines = ["\n# Per-task overhead (trivial function)"]
     for n in (1_000, 20_000, 200_000):
         lines += thread_table(n)
-    lines += report("Async mode", async_rows(), "us/item", N)
-    lines += report("Process mode", process_rows(), "us/item", N)
+    for n in (1_000, 20_000):
+        lines += async_table(n)
+    for n in (20_000, 200_000):
+        lines += process_table(n)
     return lines
 
 
