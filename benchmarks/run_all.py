@@ -42,19 +42,19 @@ def plots(
 
     # the process-mode table at 20,000 items: median us/item per runner
     title = overhead.index(next(t for t in overhead if "Process mode" in t and "20,000" in t))
-    rows = [
-        line.split("|")
-        for line in overhead[title + 3 :]
-        if line.startswith("| ") and "median" not in line
-    ]
-    rows = rows[: next((i for i, r in enumerate(rows) if len(r) < 3), len(rows))]
+    rows = []
+    for line in overhead[title + 1 :]:
+        if line.startswith("\n## "):
+            break  # the next table
+        if line.startswith("| ") and "median" not in line:
+            rows.append(line.split("|"))
     names = [r[1].strip() for r in rows]
     costs = [float(r[2].split()[0]) for r in rows]
-    fig, ax = plt.subplots(figsize=(8, 0.4 * len(names) + 1.2))
+    fig, ax = plt.subplots(figsize=(9, 0.4 * len(names) + 1.2))
     ax.barh(names, costs, color=["#4c72b0" if "poolkit" in n else "#bbbbbb" for n in names])
     ax.set_xscale("log")
     ax.set_xlabel("microseconds per trivial task, median (log scale)")
-    ax.set_title("Process mode, 20,000 trivial items, 2 workers")
+    ax.set_title("Process mode, N = 20,000, 2 workers", loc="right")
     ax.invert_yaxis()
     fig.tight_layout()
     fig.savefig(DOCS / "bench-overhead.png", dpi=100)
@@ -104,6 +104,26 @@ def plots(
         "",
         "![I/O throughput by workers](bench-io.png)",
     ]
+
+
+def replot() -> None:
+    """Draw the plots again from the tables in docs/benchmarks.md (no measuring)."""
+    lines = (DOCS / "benchmarks.md").read_text().splitlines()
+    overhead = [("\n" + line if line.startswith("## ") else line) for line in lines]
+    cpu = []
+    io = []
+    section = ""
+    for line in lines:
+        if line.startswith("## "):
+            section = line
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if "by worker count" in section and line.startswith("| ") and cells[0].isdigit():
+            mid, spread = cells[1].split(" ", 1)
+            lo, hi = spread.strip("()").split("-")
+            cpu.append((int(cells[0]), float(mid.rstrip("x")), float(lo), float(hi.rstrip("x"))))
+        if section.startswith("## Downloader") and line.startswith("| ") and cells[1].isdigit():
+            io.append((cells[0], int(cells[1]), float(cells[2].split()[0])))
+    plots(overhead, cpu, io)
 
 
 def main() -> None:
@@ -159,4 +179,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    replot() if sys.argv[1:] == ["--replot"] else main()

@@ -69,3 +69,18 @@ class CountingBlob:
 def size_plus(pair: tuple[Any, int]) -> int:
     """len(pair[0]) + pair[1]."""
     return len(pair[0]) + pair[1]
+
+
+def poolkit_threads(_: Any) -> int:
+    """How many of poolkit's thread-mode workers exist now."""
+    import threading
+
+    return sum(t.name.startswith("poolkit-thread") for t in threading.enumerate())
+
+
+def spin(seconds: float) -> float:
+    """Busy-loop in Python for ``seconds`` (no blocking C call), then return them."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+    return seconds

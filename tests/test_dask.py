@@ -150,7 +150,8 @@ def _dask_cli(*args: str) -> list[str]:
 @contextlib.contextmanager
 def dask_cli_cluster(tmp_path: Path, workers: int) -> Iterator[tuple[str, list[Any]]]:
     """A scheduler and ``workers`` workers (no nanny) started with the dask CLI on
-    127.0.0.1, as subprocesses stopped by pid; yields (address, worker processes)."""
+    127.0.0.1, as subprocesses stopped by pid; yields (address, processes): the
+    workers, then the scheduler last."""
     import json
 
     scheduler_file = tmp_path / "scheduler.json"
@@ -193,7 +194,7 @@ def dask_cli_cluster(tmp_path: Path, workers: int) -> Iterator[tuple[str, list[A
         address = json.loads(scheduler_file.read_text())["address"]
         with distributed.Client(address) as probe:
             probe.wait_for_workers(workers, timeout=30)
-        yield address, started
+        yield address, [*started, scheduler]
     finally:
         for process in [*started, scheduler]:
             process.kill()
@@ -282,3 +283,128 @@ def test_elapsed_is_the_items_own_time_not_its_wait_in_the_chunk() -> None:
         results = r.run_all(nap, [0.1] * 8)
     assert results.all_ok
     assert max(res.elapsed for res in results) < 0.5  # the last waited 0.7 s in its chunk
+
+
+def _consume_killing(stream: Any, after: int, kill: Any) -> list[Any]:
+    """Read a stream to its end, calling ``kill()`` once ``after`` results have come."""
+    results = []
+    for n, result in enumerate(stream):
+        results.append(result)
+        if n + 1 == after:
+            kill()
+    return results
+
+
+def _scheduler_pid(processes: list[Any]) -> int:
+    pid: int = processes[-1].pid
+    return pid
+
+
+def test_scheduler_killed_mid_batch_ends_the_batch(tmp_path: Path) -> None:
+    """The scheduler is SIGKILLed after 3 results: every item still gets a Result, the
+    batch ends within a bound, and the errors say what happened."""
+    from .test_no_hang import bounded
+
+    with dask_cli_cluster(tmp_path, 2) as (address, processes):
+        scheduler_pid = _scheduler_pid(processes)
+        runner = poolkit.runner("dask", address=address, no_workers_timeout=3.0)
+        try:
+            stream = runner.stream(nap, [0.2] * 40)
+            results = bounded(
+                lambda: _consume_killing(stream, 3, lambda: os.kill(scheduler_pid, 9)), 90
+            )
+        finally:
+            bounded(runner.close, 60)
+    assert len(results) == 40
+    assert sorted(r.index for r in results) == list(range(40))
+    failed = [r for r in results if r.is_err()]
+    assert failed, "no item noticed the scheduler's death"
+    messages = " ".join(str(r.error) for r in failed)
+    assert "scheduler" in messages or "no workers" in messages, messages[:300]
+
+
+def test_client_restart_mid_batch_gives_every_item_a_result() -> None:
+    """client.restart() cancels poolkit's futures: their items end with an error that
+    says so (they were dropped and the batch waited forever)."""
+    from .test_no_hang import bounded
+
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        stream = poolkit.stream(nap, [0.2] * 40, mode="dask", client=client)
+        results = bounded(lambda: _consume_killing(stream, 3, client.restart), 120)
+    assert sorted(r.index for r in results) == list(range(40))
+    failed = [r for r in results if r.is_err()]
+    assert failed, "the restart cancelled nothing"
+    assert all(
+        "cancelled" in str(r.error) or "restart" in str(r.error) or "no workers" in str(r.error)
+        for r in failed
+    ), {str(r.error) for r in failed}
+
+
+def test_futures_are_released_when_the_batch_ends() -> None:
+    """After a batch with a crashing item on the user's client, no future of poolkit's
+    stays pinned on the cluster (a KilledWorker traceback held them)."""
+    import gc
+
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        results = poolkit.run_all(exit_on(7), range(20), mode="dask", client=client)
+        assert len(results) == 20
+        assert isinstance(results[7].error, poolkit.WorkerCrashed)
+        gc.collect()
+        assert wait_until(lambda: not client.futures, timeout=30), list(client.futures)[:5]
+
+
+@pytest.mark.parametrize(("on_timeout", "work"), [("interrupt", "spin"), ("restart-worker", "nap")])
+def test_a_timed_out_task_does_not_hold_the_next_batch(on_timeout: str, work: str) -> None:
+    """One worker thread; an item runs 60 s and times out after 1 s: the next batch
+    does not wait behind the abandoned call (it took the full 60 s)."""
+    from .helpers import spin
+
+    fn = spin if work == "spin" else nap
+    with poolkit.runner("dask", workers=1, on_timeout=on_timeout) as r:
+        first = r.run_all(fn, [60.0], timeout=1.0)
+        assert isinstance(first[0].error, poolkit.TaskTimeout)
+        began = time.monotonic()
+        second = r.run_all(identity, range(4))
+        took = time.monotonic() - began
+    assert second.values == [0, 1, 2, 3]
+    assert took < 40, f"the second batch waited {took:.0f} s behind the abandoned call"
+
+
+def test_on_timeout_is_checked_when_the_runner_is_built() -> None:
+    with pytest.raises(ValueError, match="on_timeout"):
+        poolkit.runner("dask", workers=1, on_timeout="kill-everything")  # type: ignore[typeddict-item]
+
+
+def test_workers_that_cannot_import_the_function_say_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The function lives in a module only this process can import (the workers run in
+    another environment): every item ends, and the error names the missing module."""
+    from .test_no_hang import bounded
+
+    (tmp_path / "only_here_mod.py").write_text("def double(x):\n    return 2 * x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import only_here_mod  # type: ignore[import-not-found]
+
+    with dask_cli_cluster(tmp_path, 1) as (address, _):
+        results = bounded(
+            lambda: poolkit.run_all(
+                only_here_mod.double, range(4), mode="dask", address=address, no_workers_timeout=5
+            ),
+            90,
+        )
+    assert len(results) == 4
+    assert not results.oks
+    assert all("only_here_mod" in str(r.error) for r in results.errs), {
+        str(r.error) for r in results.errs
+    }

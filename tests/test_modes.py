@@ -248,3 +248,14 @@ def test_a_runner_of_your_own() -> None:
         assert isinstance(mine, poolkit.Runner)
         assert poolkit.run_all(abs, [-3], mode=mine).values == [3]
         assert mine.calls == 1
+
+
+def test_thread_mode_starts_threads_for_the_work_there_is() -> None:
+    """A 3-item batch with workers=32 starts at most 3 threads (it started 32: the
+    downloader paid for 256 thread starts per call)."""
+    from .helpers import poolkit_threads
+
+    before = poolkit_threads(None)  # threads other tests abandoned may still run
+    results = poolkit.run_all(poolkit_threads, range(3), mode="thread", workers=32)
+    assert results.all_ok
+    assert max(results.values) - before <= 3, (before, results.values)

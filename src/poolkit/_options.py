@@ -99,6 +99,7 @@ class DaskSetup(WorkerSetup, total=False):
     placement: Sequence[str] | str | None
     priority: int
     no_workers_timeout: float
+    on_timeout: Literal["interrupt", "restart-worker"]
 
 
 class ModeSetup(ProcessSetup, DaskSetup, total=False):
@@ -238,3 +239,9 @@ def check_mode_options(mode: str, options: dict[str, Any]) -> None:
         raise ValueError(f"start_method={method!r}: expected one of {methods}, or None")
     if options.get("client") is not None and options.get("address") is not None:
         raise ValueError("give dask mode a client= or an address=, not both")
+    on_timeout = options.get("on_timeout", "interrupt")
+    if on_timeout not in ("interrupt", "restart-worker"):
+        raise ValueError(
+            f"on_timeout={on_timeout!r}: expected 'interrupt' (raise in the worker thread) "
+            "or 'restart-worker' (restart it through its nanny)"
+        )

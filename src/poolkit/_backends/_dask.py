@@ -16,6 +16,7 @@ a crashing item is reported at once instead of killing three more workers first.
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 from collections import deque
@@ -32,10 +33,14 @@ from ._pickling import pack_error, unpack_error
 
 __all__ = ["DaskBackend", "require_dask"]
 
+log = logging.getLogger("poolkit")
+
 # A Dask task costs about a millisecond of scheduling; a chunk of 0.2 s makes that
 # negligible while a deadline or a lost worker throws away little finished work.
 _TARGET_CHUNK_SECONDS = 0.2
 _MAX_CHUNK = 1024
+_ON_TIMEOUT = ("interrupt", "restart-worker")
+_FETCH_TIMEOUT = 30.0  # fetching a finished task's outcome; longer means the scheduler is gone
 _WATCH_EVERY = 1.0  # how often a busy backend checks that the cluster still has workers
 
 
@@ -61,8 +66,14 @@ def run_chunk(
     for seq, item, number in entries:
         began = time.monotonic()
         ok, payload = run_attempt(job, item, number)
+        if isinstance(payload, StopChunk):  # poolkit gave up on this task: free the thread
+            break
         done.append((seq, ok, payload if ok else pack_error(payload), time.monotonic() - began))
     return done
+
+
+class StopChunk(BaseException):
+    """Raised by poolkit inside a worker thread whose task it abandoned (on_timeout)."""
 
 
 def _enter_worker(initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]) -> None:
@@ -101,8 +112,12 @@ class DaskBackend(Backend):
         priority: int = 0,
         no_workers_timeout: float = 10.0,
         follow_cluster: bool = False,
+        on_timeout: str = "interrupt",
     ) -> None:
         require_dask()
+        if on_timeout not in _ON_TIMEOUT:
+            raise ValueError(f"on_timeout={on_timeout!r}: expected one of {_ON_TIMEOUT}")
+        self._on_timeout = on_timeout
         self._initializer = initializer
         self._initargs = tuple(initargs)
         self._submit_options: dict[str, Any] = {"priority": priority}
@@ -222,26 +237,36 @@ class DaskBackend(Backend):
         with self._lock:
             self._live.pop(future.key, None)
             self._tasks_of.pop(future.key, None)
+            for _, task, _ in entries:
+                if task.ticket is future:
+                    task.ticket = None  # nothing of poolkit's pins the future on the cluster
         try:
             self._deliver(future, entries, probe)
         finally:
             self._dispatch()
 
     def _deliver(self, future: Any, entries: list[tuple[int, Task, int]], probe: bool) -> None:
-        if future.cancelled():
-            # However a future ends, its items get a Result: one poolkit cancelled itself
-            # is stale to the engine (ignored); one Dask cancelled (the scheduler was lost,
-            # client.restart()) ends its items with an error that says so.
-            lost = PoolkitError(
-                "Dask cancelled this task: the scheduler connection was lost or the "
-                "cluster was restarted"
-            )
+        # However a future ends, its items get a Result: one poolkit cancelled itself is
+        # stale to the engine (ignored); one Dask cancelled or lost (the scheduler was
+        # lost, client.restart()) ends its items with an error that says so.
+        lost: BaseException | None = None
+        error: BaseException | None = None
+        if future.cancelled() or future.status not in ("finished", "error"):
+            lost = _lost(f"it ended as {future.status!r}")
+        else:
+            # exception(), not result(): raising would add this frame (and so the
+            # future) to the traceback of the exception Dask keeps for the future, a
+            # cycle that pins the task on the cluster for as long as the client lives.
+            # Bounded: with the scheduler gone, fetching can wait forever.
+            try:
+                error = future.exception(timeout=_FETCH_TIMEOUT)
+            except Exception as problem:
+                lost = _lost(f"fetching its outcome raised {problem!r}")
+        if lost is not None:
             for _, task, number in entries:
                 task.reply.put((task, number, False, copy_error(lost)))
             return
-        try:
-            done = future.result()
-        except self._killed_worker as error:
+        if isinstance(error, self._killed_worker):
             live = [(t, n) for _, t, n in entries if t.running and t.attempts == n]
             if probe:  # it ran alone and its worker died: it is the culprit
                 worker = getattr(getattr(error, "last_worker", None), "address", None)
@@ -255,9 +280,17 @@ class DaskBackend(Backend):
                 with self._lock:
                     self._suspects.extend(live)
             return
-        except BaseException as error:  # the cluster failed the task itself
+        if error is not None:  # the cluster failed the task itself
+            failure = _explained(error)
             for _, task, number in entries:
-                task.reply.put((task, number, False, error))
+                task.reply.put((task, number, False, copy_error(failure)))
+            return
+        try:
+            done = future.result(timeout=_FETCH_TIMEOUT)
+        except Exception as problem:
+            missing = _lost(f"fetching its results raised {problem!r}")
+            for _, task, number in entries:
+                task.reply.put((task, number, False, copy_error(missing)))
             return
         by_seq = {seq: (task, number) for seq, task, number in entries}
         replies = []
@@ -342,12 +375,40 @@ class DaskBackend(Backend):
                 pass
 
     def stop(self, tasks: Sequence[Task]) -> None:
+        """Cancel the tasks' futures and free the worker threads still running them.
+
+        A cancelled Dask task keeps running in its worker thread, and that thread takes
+        no new task until it returns. So, in a thread of its own (this is the engine's
+        thread), poolkit then either raises ``TaskTimeout`` inside the worker threads
+        running them (``on_timeout="interrupt"``, the default: it takes effect at the
+        next Python bytecode, not inside a blocking C call such as ``time.sleep``) or
+        restarts those workers through their nannies (``"restart-worker"``: stops
+        anything, costs the worker's other tasks, which Dask runs again).
+        """
         futures = {id(t.ticket): t.ticket for t in tasks if t.ticket is not None}
+        keys = {future.key for future in futures.values()}
         for future in futures.values():
             try:
                 future.cancel()
             except Exception:
                 pass
+        if keys:
+            threading.Thread(
+                target=self._free_workers, args=(keys,), name="poolkit-dask-stop", daemon=True
+            ).start()
+
+    def _free_workers(self, keys: set[Any]) -> None:
+        try:
+            running = self._client.run(_running_keys, list(keys))
+            busy = [address for address, found in running.items() if found]
+            if not busy:
+                return
+            if self._on_timeout == "restart-worker":
+                self._client.restart_workers(busy)
+            else:
+                self._client.run(_interrupt, list(keys), workers=busy)
+        except Exception as error:  # the task stays abandoned, as before
+            log.debug("dask mode: could not free the workers of %s: %r", keys, error)
 
     def close(self) -> None:
         with self._lock:
@@ -363,6 +424,53 @@ class DaskBackend(Backend):
             self._client.close()
         if self._cluster is not None:
             self._cluster.close()
+
+
+def _explained(error: BaseException) -> BaseException:
+    """A cluster's failure to load a task, said plainly: which module is missing where.
+
+    (User code's own exceptions never come here: ``run_chunk`` returns them as results.)
+    """
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, ImportError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        return error
+    explained = PoolkitError(
+        f"the Dask cluster could not load the task: {cause}. poolkit and the modules of "
+        "your function and items must be importable on the scheduler and every worker "
+        "(the same environment, client.upload_file, or a PipInstall plugin)"
+    )
+    explained.__cause__ = error
+    return explained
+
+
+def _lost(how: str) -> PoolkitError:
+    """The error of items whose Dask task was lost to the cluster, not to the item."""
+    return PoolkitError(
+        f"Dask lost this task ({how}): the scheduler connection was lost or the cluster "
+        "was restarted"
+    )
+
+
+def _running_keys(keys: list[Any], dask_worker: Any = None) -> list[Any]:
+    """On a worker: which of ``keys`` one of its threads is running now."""
+    wanted = set(keys)
+    return [key for key in dict(dask_worker.active_threads).values() if key in wanted]
+
+
+def _interrupt(keys: list[Any], dask_worker: Any = None) -> int:
+    """On a worker: raise TaskTimeout in the threads running ``keys``; how many."""
+    import ctypes
+
+    wanted = set(keys)
+    hit = 0
+    for ident, key in dict(dask_worker.active_threads).items():
+        if key in wanted:
+            hit += ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(ident), ctypes.py_object(StopChunk)
+            )
+    return hit
 
 
 backend_class = DaskBackend

@@ -42,7 +42,7 @@ class _Slot:
 
 
 class ThreadBackend(Backend):
-    """Runs attempts on ``workers`` daemon threads, started on first use."""
+    """Runs attempts on up to ``workers`` daemon threads, started as work arrives."""
 
     def __init__(
         self,
@@ -68,11 +68,11 @@ class ThreadBackend(Backend):
         self._closed = False
 
     def start(self, tasks: Sequence[Task]) -> None:
-        if len(self._threads) < self.capacity:
-            self._grow()
         put = self._work.put
         for task in tasks:
             put((task, task.attempts))
+        if self._free_ids:
+            self._grow()
 
     def stop(self, tasks: Sequence[Task]) -> None:
         for task in tasks:
@@ -104,9 +104,14 @@ class ThreadBackend(Backend):
                 thread.join(timeout=5.0)
 
     def _grow(self) -> None:
+        """Start threads for the work waiting in the queue, up to ``workers`` in all: a
+        3-item batch starts 3 threads, not ``workers``. (An idle thread may take an item
+        meanwhile, so this errs towards one thread too many, never too few.)"""
         with self._lock:
-            while self._free_ids and not self._closed:
+            wanted = self._work.qsize()
+            while wanted > 0 and self._free_ids and not self._closed:
                 self._spawn(self._free_ids.pop())
+                wanted -= 1
 
     def _spawn(self, worker_id: int) -> None:
         state = None if self._states is None else self._states(worker_id)

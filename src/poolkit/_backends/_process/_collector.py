@@ -210,7 +210,9 @@ def _bury(pool: ProcessBackend, worker: WorkerHandle) -> None:
         for entry in chunk:
             if pool.entries.get(entry.seq) is not entry:
                 continue
-            if entry.seq == running and not worker.dying:
+            # A worker killed by close() (or by a stop) charges nobody: its items end
+            # as the engine says (Cancelled), not as WorkerCrashed.
+            if entry.seq == running and not worker.dying and not pool.closed:
                 del pool.entries[entry.seq]
                 crash = WorkerCrashed(exitcode=exitcode, pid=worker.pid)
                 entry.task.reply.put((entry.task, entry.number, False, crash))
