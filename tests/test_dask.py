@@ -408,3 +408,14 @@ def test_workers_that_cannot_import_the_function_say_what_is_missing(
     assert all("only_here_mod" in str(r.error) for r in results.errs), {
         str(r.error) for r in results.errs
     }
+
+
+def test_a_deadline_keeps_the_work_finished_before_it(dask_runner: Any) -> None:
+    """After a batch of trivial items, 40 items of 0.5 s with deadline=2 on 2 workers:
+    the items finished before the deadline are Ok (0 were: the runner sized the new
+    batch's chunks by the old batch's speed, 10 slow items a chunk, all thrown away)."""
+    dask_runner.run_all(identity, range(200))
+    results = dask_runner.run_all(nap, [0.5] * 40, deadline=2.0)
+    assert len(results.oks) >= 3, results.summary()
+    late = [r for r in results.errs if not isinstance(r.error, poolkit.DeadlineExceeded)]
+    assert not late, late[:3]

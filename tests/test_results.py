@@ -103,3 +103,21 @@ def test_run_all_returns_results_with_wall_time() -> None:
     rs = poolkit.run_all(abs, [-1, -2], mode="serial")
     assert rs.wall_time > 0
     assert rs.summary().items_per_second > 0
+
+
+def test_a_result_retains_under_100_bytes() -> None:
+    """100,000 Results of a batch keep under 100 bytes each (tracemalloc, in a fresh
+    interpreter): they kept 171, an Ok object, a float and an int per item."""
+    import subprocess
+    import sys
+
+    code = (
+        "import tracemalloc, poolkit\n"
+        "tracemalloc.start()\n"
+        "kept = poolkit.run_all(abs, range(100_000), mode='serial')\n"
+        "print(tracemalloc.get_traced_memory()[0] / len(kept))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert float(out.stdout) < 100, out.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, NoReturn, TypeAlias, TypeVar, overload
@@ -133,6 +134,11 @@ Result: TypeAlias = Ok[T] | Err
 class Results(Sequence[Ok[T] | Err]):
     """The Results of a batch, one per item, in input order.
 
+    Stored by column (values, items, and compact arrays of indexes, attempts and
+    times), so a million Results cost a fraction of a million ``Ok`` objects; each
+    ``Ok``/``Err`` is made when you read it (equal to the one ``on_result`` saw, not
+    the same object).
+
     Examples:
         >>> import poolkit
         >>> rs = poolkit.run_all(lambda x: 10 // x, [1, 0, 5], mode="serial")
@@ -144,12 +150,79 @@ class Results(Sequence[Ok[T] | Err]):
         False
     """
 
-    __slots__ = ("_items", "wall_time")
+    __slots__ = ("_attempts", "_elapsed", "_errors", "_index", "_items", "_values", "wall_time")
 
     def __init__(self, results: Sequence[Ok[T] | Err] = (), *, wall_time: float = 0.0) -> None:
-        self._items: list[Ok[T] | Err] = list(results)
+        self._values: list[Any] = []
+        self._items: list[Any] = []
+        self._index = array("q")
+        self._attempts = array("I")
+        self._elapsed = array("d")
+        self._errors: dict[int, BaseException] = {}
         self.wall_time = wall_time
         """Seconds from the start of the batch to its end."""
+        for result in results:
+            self._append(result)
+
+    def _append(self, result: Ok[T] | Err) -> None:
+        if isinstance(result, Ok):
+            self._values.append(result.value)
+        elif isinstance(result, Err):
+            self._errors[len(self._values)] = result.error
+            self._values.append(None)
+        else:
+            raise TypeError(f"Results holds Ok and Err, not {type(result).__name__}")
+        self._items.append(result.item)
+        self._index.append(result.index)
+        self._attempts.append(result.attempts)
+        self._elapsed.append(result.elapsed)
+
+    def _place(self, result: Ok[T] | Err) -> None:
+        """Put ``result`` at its own index (batches finish out of order); the gaps it
+        leaves are filled by the results still to come."""
+        position = result.index
+        count = len(self._values)
+        if position == count:
+            self._append(result)
+            return
+        if position > count:
+            gap = position - count
+            self._values.extend([None] * gap)
+            self._items.extend([None] * gap)
+            self._index.extend(range(count, position))
+            self._attempts.extend([0] * gap)
+            self._elapsed.extend([0.0] * gap)
+            self._append(result)
+            return
+        if isinstance(result, Ok):
+            self._values[position] = result.value
+            self._errors.pop(position, None)
+        else:
+            self._values[position] = None
+            self._errors[position] = result.error
+        self._items[position] = result.item
+        self._index[position] = result.index
+        self._attempts[position] = result.attempts
+        self._elapsed[position] = result.elapsed
+
+    def _at(self, position: int) -> Ok[T] | Err:
+        error = self._errors.get(position)
+        if error is None and position not in self._errors:
+            return Ok(
+                self._values[position],
+                self._items[position],
+                self._index[position],
+                self._attempts[position],
+                self._elapsed[position],
+            )
+        assert error is not None
+        return Err(
+            error,
+            self._items[position],
+            self._index[position],
+            self._attempts[position],
+            self._elapsed[position],
+        )
 
     @overload
     def __getitem__(self, index: int) -> Ok[T] | Err: ...
@@ -157,42 +230,68 @@ class Results(Sequence[Ok[T] | Err]):
     def __getitem__(self, index: slice) -> Results[T]: ...
     def __getitem__(self, index: int | slice) -> Ok[T] | Err | Results[T]:
         if isinstance(index, slice):
-            return Results(self._items[index], wall_time=self.wall_time)
-        return self._items[index]
+            part: Results[T] = Results(wall_time=self.wall_time)
+            positions = range(len(self._values))[index]
+            part._values = self._values[index]
+            part._items = self._items[index]
+            part._index = self._index[index]
+            part._attempts = self._attempts[index]
+            part._elapsed = self._elapsed[index]
+            part._errors = {
+                new: self._errors[old] for new, old in enumerate(positions) if old in self._errors
+            }
+            return part
+        count = len(self._values)
+        position = index + count if index < 0 else index
+        if not 0 <= position < count:
+            raise IndexError("Results index out of range")
+        return self._at(position)
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._values)
 
     def __iter__(self) -> Iterator[Ok[T] | Err]:
-        return iter(self._items)
+        at = self._at
+        return (at(position) for position in range(len(self._values)))
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, Results):
-            return self._items == other._items
-        if isinstance(other, list):
-            return self._items == other
+        if isinstance(other, Results | list):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        oks = sum(1 for r in self._items if isinstance(r, Ok))
-        return f"<Results: {len(self._items)} items, {oks} ok, {len(self._items) - oks} err>"
+        count = len(self._values)
+        failed = len(self._errors)
+        return f"<Results: {count} items, {count - failed} ok, {failed} err>"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
 
     @property
     def oks(self) -> list[Ok[T]]:
         """The ``Ok`` results, in input order."""
-        return [r for r in self._items if isinstance(r, Ok)]
+        errors, at = self._errors, self._at
+        return [at(p) for p in range(len(self._values)) if p not in errors]  # type: ignore[misc]
 
     @property
     def errs(self) -> list[Err]:
         """The ``Err`` results, in input order."""
-        return [r for r in self._items if isinstance(r, Err)]
+        at = self._at
+        return [at(p) for p in sorted(self._errors)]  # type: ignore[misc]
 
     @property
     def values(self) -> list[T]:
         """The values of the ``Ok`` results, in input order."""
-        return [r.value for r in self._items if isinstance(r, Ok)]
+        if not self._errors:
+            return list(self._values)
+        errors = self._errors
+        return [v for p, v in enumerate(self._values) if p not in errors]
 
     def pairs(self) -> list[tuple[Any, T]]:
         """``(item, value)`` of each ``Ok``, in input order.
@@ -205,12 +304,17 @@ class Results(Sequence[Ok[T] | Err]):
             >>> poolkit.run_all(lambda x: 10 // x, [1, 0, 5], mode="serial").pairs()
             [(1, 10), (5, 2)]
         """
-        return [(r.item, r.value) for r in self._items if isinstance(r, Ok)]
+        errors = self._errors
+        return [
+            (item, value)
+            for p, (item, value) in enumerate(zip(self._items, self._values, strict=True))
+            if p not in errors
+        ]
 
     @property
     def all_ok(self) -> bool:
         """True when every item succeeded (and for an empty batch)."""
-        return all(isinstance(r, Ok) for r in self._items)
+        return not self._errors
 
     def raise_errors(self) -> None:
         """Raise an ``ExceptionGroup`` of the errors when any item failed.
@@ -219,7 +323,7 @@ class Results(Sequence[Ok[T] | Err]):
             >>> Results([Ok(1)]).raise_errors() is None
             True
         """
-        failed = [r for r in self._items if isinstance(r, Err)]
+        failed = self.errs
         if not failed:
             return
         errors = []
@@ -229,7 +333,7 @@ class Results(Sequence[Ok[T] | Err]):
                 result.error.add_note(note)
             errors.append(result.error)
         exceptions = [e for e in errors if isinstance(e, Exception)]
-        message = f"{len(errors)} of {len(self._items)} items failed"
+        message = f"{len(errors)} of {len(self)} items failed"
         if len(exceptions) == len(errors):
             raise ExceptionGroup(message, exceptions)
         raise BaseExceptionGroup(message, errors)
@@ -246,4 +350,4 @@ class Results(Sequence[Ok[T] | Err]):
         """
         from ._summary import Summary
 
-        return Summary.of(self._items, wall_time=self.wall_time)
+        return Summary.of(list(self), wall_time=self.wall_time)

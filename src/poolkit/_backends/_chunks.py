@@ -12,6 +12,7 @@ yet report each item on its own. Two rules are the same in both, and live here:
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,43 +22,60 @@ __all__ = ["ChunkSizer", "send_replies"]
 
 
 class ChunkSizer:
-    """Chunk sizes from the measured duration of one item.
+    """Chunk sizes from the measured duration of one item, per batch (``job``).
+
+    Each batch is measured afresh (a runner's next batch may run another function), so
+    its first chunks hold ``first`` items until the first chunk comes back.
 
     Example:
-        >>> sizer = ChunkSizer(None, target=0.01, largest=512, first=8)
-        >>> sizer.size(waiting=1000, workers=2)  # nothing measured yet
+        >>> sizer, job = ChunkSizer(None, target=0.01, largest=512, first=8), object()
+        >>> sizer.size(job, waiting=1000, workers=2)  # nothing measured yet
         8
-        >>> sizer.observe(items=100, seconds=0.01)  # 100 µs per item
-        >>> sizer.size(waiting=1000, workers=2)
+        >>> sizer.observe(job, items=100, seconds=0.01)  # 100 µs per item
+        >>> sizer.size(job, waiting=1000, workers=2)
         100
     """
 
-    __slots__ = ("_first", "_fixed", "_largest", "_target", "item_seconds")
+    __slots__ = ("_first", "_fixed", "_largest", "_seconds", "_target")
+
+    _KEEP = 16  # batches remembered (several may share a runner at once)
 
     def __init__(self, fixed: int | None, *, target: float, largest: int, first: int) -> None:
         self._fixed = fixed
         self._target = target
         self._largest = largest
         self._first = first
-        self.item_seconds: float | None = None  # moving average, None until measured
+        self._seconds: OrderedDict[int, tuple[object, float]] = OrderedDict()
 
-    def size(self, waiting: int, workers: int) -> int:
-        """How many of ``waiting`` items the next chunk takes, with ``workers`` to feed."""
+    def size(self, job: object, waiting: int, workers: int) -> int:
+        """How many of ``waiting`` items of ``job`` the next chunk takes, with ``workers``
+        to feed."""
         if self._fixed is not None:
             return self._fixed
         fair = -(-waiting // max(1, workers))
-        if self.item_seconds is None:
+        seconds = self.item_seconds(job)
+        if seconds is None:
             return max(1, min(fair, self._first))
-        by_time = int(self._target / max(self.item_seconds, 1e-7))
+        by_time = int(self._target / max(seconds, 1e-7))
         return max(1, min(fair, by_time, self._largest))
 
-    def observe(self, items: int, seconds: float) -> None:
-        """``items`` items ran in ``seconds`` (one chunk's work, measured where it ran)."""
+    def item_seconds(self, job: object) -> float | None:
+        """The moving average of one item's duration in ``job``; None until measured."""
+        known = self._seconds.get(id(job))
+        return known[1] if known is not None and known[0] is job else None
+
+    def observe(self, job: object, items: int, seconds: float) -> None:
+        """``items`` items of ``job`` ran in ``seconds`` (measured where they ran)."""
         if items <= 0:
             return
         per_item = seconds / items
-        previous = self.item_seconds
-        self.item_seconds = per_item if previous is None else 0.7 * previous + 0.3 * per_item
+        previous = self.item_seconds(job)
+        average = per_item if previous is None else 0.7 * previous + 0.3 * per_item
+        # the job itself is kept with its figure, so a new job at a reused id is unknown
+        self._seconds[id(job)] = (job, average)
+        self._seconds.move_to_end(id(job))
+        while len(self._seconds) > self._KEEP:
+            self._seconds.popitem(last=False)
 
 
 def send_replies(results: Iterable[tuple[Task, int, bool, Any]]) -> None:

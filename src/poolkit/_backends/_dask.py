@@ -153,9 +153,9 @@ class DaskBackend(Backend):
         self._killed_worker = distributed.scheduler.KilledWorker
         self.workers = workers
         self.capacity = 1 << 30
-        self.default_in_flight = 64 * workers
+        self.default_in_flight = 256 * workers  # room for chunks worth a Dask task each
         self._sizer = ChunkSizer(
-            chunksize, target=_TARGET_CHUNK_SECONDS, largest=_MAX_CHUNK, first=4
+            chunksize, target=_TARGET_CHUNK_SECONDS, largest=_MAX_CHUNK, first=2
         )
         self._lock = threading.RLock()
         self._seq = itertools.count(1)
@@ -194,12 +194,11 @@ class DaskBackend(Backend):
                     queued = self._queued
                     if not queued or len(self._live) >= self._room:
                         return
-                    free = self._room - len(self._live)
                     # Dask cannot tell when a task inside a chunk starts: with a timeout,
                     # items go one per task so each attempt's clock is exact.
                     job = queued[0].job
                     single = job.timeout is not None
-                    size = 1 if single else self._sizer.size(len(queued), free)
+                    size = 1 if single else self._sizer.size(job, len(queued), self._room)
                     chunk = [queued.popleft()]
                     while queued and len(chunk) < size and queued[0].job is job:
                         chunk.append(queued.popleft())
@@ -296,7 +295,7 @@ class DaskBackend(Backend):
         replies = []
         now = time.monotonic()
         with self._lock:
-            self._sizer.observe(len(done), sum(seconds for *_, seconds in done))
+            self._sizer.observe(entries[0][1].job, len(done), sum(seconds for *_, seconds in done))
         for seq, ok, payload, seconds in done:
             task, number = by_seq[seq]
             # elapsed leaves out the wait inside the chunk: the item began `seconds` ago
@@ -352,7 +351,7 @@ class DaskBackend(Backend):
             with self._lock:
                 self.workers = threads
                 self._room = 2 * threads
-                self.default_in_flight = 64 * threads
+                self.default_in_flight = 256 * threads
             self._dispatch()
 
     def _fail_all(self, error: BaseException) -> None:

@@ -98,22 +98,19 @@ def _nothing() -> None:
 class Collector:
     """Places Results by index, whatever order they arrive in; ``results()`` at the end."""
 
-    __slots__ = ("_started", "slots")
+    __slots__ = ("_out", "_started")
 
     def __init__(self) -> None:
-        self.slots: list[Any] = []
+        self._out: Results[Any] = Results()
         self._started = time.monotonic()
 
     def add(self, result: Ok[Any] | Err) -> None:
-        index = result.index
-        slots = self.slots
-        if index >= len(slots):
-            slots.extend([None] * (index + 1 - len(slots)))
-        slots[index] = result
+        self._out._place(result)
 
     def results(self, observer: Observer) -> Results[Any]:
         """The batch's Results; raises HookError (holding them) if a hook raised."""
-        final: Results[Any] = Results(self.slots, wall_time=time.monotonic() - self._started)
+        final = self._out
+        final.wall_time = time.monotonic() - self._started
         observer.raise_hook_error(final)
         return final
 

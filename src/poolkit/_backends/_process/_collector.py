@@ -171,8 +171,10 @@ def _results(pool: ProcessBackend, worker: WorkerHandle, done: list[Any], busy: 
     """A chunk's results: ``done`` holds (seq, ok, kind, payload, began) per item."""
     worker.spoke = True
     pool.boot_failures = 0
-    pool.sizer.observe(len(done), busy)
     entries = pool.entries
+    first = entries.get(done[0][0]) if done else None
+    if first is not None:
+        pool.sizer.observe(first.task.job, len(done), busy)
     replies = []
     for seq, ok, kind, payload, began in done:
         entry = entries.pop(seq, None)

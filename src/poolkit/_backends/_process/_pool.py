@@ -267,7 +267,7 @@ class ProcessBackend(Backend):
             ]
             if not ready:
                 return
-            size = self.sizer.size(len(pending), len(ready))
+            size = self.sizer.size(pending[0].task.job, len(pending), len(ready))
             for worker in sorted(ready, key=lambda w: len(w.chunks)):
                 if not pending:
                     return
