@@ -103,7 +103,7 @@ def test_lazy_bounded_consumption(dask_runner: Any) -> None:
 def test_a_crashing_item_is_worker_crashed(dask_runner: Any) -> None:
     """A worker that dies under an item gives that item, and only it, WorkerCrashed."""
     results = dask_runner.run_all(exit_on(7), range(20))
-    assert [r.index for r in results.errs] == [7]
+    assert [r.index for r in results.errs] == [7], [repr(r.error) for r in results.errs]
     assert isinstance(results[7].error, poolkit.WorkerCrashed)  # type: ignore[union-attr]
 
 
@@ -419,3 +419,30 @@ def test_a_deadline_keeps_the_work_finished_before_it(dask_runner: Any) -> None:
     assert len(results.oks) >= 3, results.summary()
     late = [r for r in results.errs if not isinstance(r.error, poolkit.DeadlineExceeded)]
     assert not late, late[:3]
+
+
+def test_one_bad_item_costs_few_worker_deaths(tmp_path: Path) -> None:
+    """On a user's cluster (nannies, Dask's default allowed-failures of 3), one item that
+    kills its worker: Dask's own retries of its chunk cost 4 deaths, and poolkit's probe
+    then costs one more, not four (the probe is pinned to one worker and the culprit
+    is named when that worker is gone). The innocent suspects are Ok."""
+    from .crashers import exit_on_noting
+    from .test_no_hang import bounded
+
+    deaths = tmp_path / "deaths.log"
+    with (
+        distributed.LocalCluster(
+            n_workers=3, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        results = bounded(
+            lambda: poolkit.run_all(
+                exit_on_noting(7, str(deaths)), range(30), mode="dask", client=client
+            ),
+            120,
+        )
+    assert [r.index for r in results.errs] == [7]
+    assert isinstance(results[7].error, poolkit.WorkerCrashed)
+    count = len(deaths.read_text().splitlines())
+    assert count <= 5, f"{count} worker deaths for one bad item"

@@ -163,6 +163,7 @@ class DaskBackend(Backend):
         self._queued: deque[Task] = deque()
         self._room = 2 * workers  # Dask tasks in flight: enough to keep every worker fed
         self._suspects: deque[tuple[Task, int]] = deque()  # items of killed tasks, to probe
+        self._probes: dict[Any, str | None] = {}  # a probe's future key -> its worker
         self._tasks_of: dict[Any, list[Task]] = {}  # dask future key -> its tasks
         self._closed = False
         self._no_workers_timeout = no_workers_timeout
@@ -182,34 +183,53 @@ class DaskBackend(Backend):
         """Send queued items as chunks while the cluster has room; probe suspects alone."""
         while True:
             with self._lock:
-                if self._suspects:
-                    # Quarantine: nothing else runs, so a death now is the probe's own.
-                    if self._live:
+                if self._suspects or self._probes:
+                    # Quarantine: no chunk runs while suspects are probed, each alone on
+                    # a worker of its own, so a death is that probe's own.
+                    if len(self._live) > len(self._probes) or not self._suspects:
                         return
+                    room, address = self._free_worker()
+                    if not room:
+                        return  # every worker has a probe: wait for one to end
                     task, number = self._suspects.popleft()
                     if not (task.running and task.attempts == number):
                         continue
-                    chunk, probe = [task], True
-                else:
-                    queued = self._queued
-                    if not queued or len(self._live) >= self._room:
-                        return
-                    # Dask cannot tell when a task inside a chunk starts: with a timeout,
-                    # items go one per task so each attempt's clock is exact.
-                    job = queued[0].job
-                    single = job.timeout is not None
-                    size = 1 if single else self._sizer.size(job, len(queued), self._room)
-                    chunk = [queued.popleft()]
-                    while queued and len(chunk) < size and queued[0].job is job:
-                        chunk.append(queued.popleft())
-                    chunk = [t for t in chunk if t.running]
-                    probe = False
+                    self._submit([task], True, address)
+                    continue
+                queued = self._queued
+                if not queued or len(self._live) >= self._room:
+                    return
+                # Dask cannot tell when a task inside a chunk starts: with a timeout,
+                # items go one per task so each attempt's clock is exact.
+                job = queued[0].job
+                single = job.timeout is not None
+                size = 1 if single else self._sizer.size(job, len(queued), self._room)
+                chunk = [queued.popleft()]
+                while queued and len(chunk) < size and queued[0].job is job:
+                    chunk.append(queued.popleft())
+                chunk = [t for t in chunk if t.running]
+                probe = False
                 if chunk:
                     self._submit(chunk, probe)
 
-    def _submit(self, chunk: list[Task], probe: bool) -> None:
-        """Submit one Dask task for ``chunk`` (called with the lock held)."""
+    def _free_worker(self) -> tuple[bool, str | None]:
+        """(room for one more probe, the address of a worker with no probe on it); the
+        address is None when the cluster does not say which workers it has (then one
+        probe runs at a time, unpinned)."""
+        addresses = sorted(self._workers_now())
+        if not addresses:
+            return not self._probes, None
+        taken = set(self._probes.values())
+        free = [a for a in addresses if a not in taken]
+        return (True, free[0]) if free else (False, None)
+
+    def _submit(self, chunk: list[Task], probe: bool, address: str | None = None) -> None:
+        """Submit one Dask task for ``chunk`` (called with the lock held); a probe is
+        pinned to the worker at ``address``, so Dask cannot retry it on another."""
         entries = [(next(self._seq), task, task.attempts) for task in chunk]
+        options = dict(self._submit_options)
+        if address is not None:
+            options.update(workers=[address], allow_other_workers=False)
         try:
             future = self._client.submit(
                 run_chunk,
@@ -218,7 +238,7 @@ class DaskBackend(Backend):
                 self._initializer,
                 self._initargs,
                 pure=False,
-                **self._submit_options,
+                **options,
             )
         except Exception as error:
             for _, task, number in entries:
@@ -230,12 +250,15 @@ class DaskBackend(Backend):
             task.started = now  # its clock starts when it reaches the cluster, not before
         self._live[future.key] = future
         self._tasks_of[future.key] = [task for _, task, _ in entries]
+        if probe:
+            self._probes[future.key] = address
         future.add_done_callback(lambda f: self._finished(f, entries, probe))
 
     def _finished(self, future: Any, entries: list[tuple[int, Task, int]], probe: bool) -> None:
         with self._lock:
             self._live.pop(future.key, None)
             self._tasks_of.pop(future.key, None)
+            self._probes.pop(future.key, None)
             for _, task, _ in entries:
                 if task.ticket is future:
                     task.ticket = None  # nothing of poolkit's pins the future on the cluster
@@ -250,7 +273,9 @@ class DaskBackend(Backend):
         # lost, client.restart()) ends its items with an error that says so.
         lost: BaseException | None = None
         error: BaseException | None = None
-        if future.cancelled() or future.status not in ("finished", "error"):
+        # ("lost", its result's worker died before we fetched it, is not an end: Dask
+        # computes it again, and the fetch below waits for that.)
+        if future.cancelled():
             lost = _lost(f"it ended as {future.status!r}")
         else:
             # exception(), not result(): raising would add this frame (and so the
@@ -320,6 +345,7 @@ class DaskBackend(Backend):
             if not busy:
                 empty_since = None
                 continue
+            self._blame_lost_probes()
             count = self._cluster_threads()
             if self._follow and count:
                 self._resize(count)
@@ -337,6 +363,46 @@ class DaskBackend(Backend):
                     )
                 )
                 empty_since = None
+
+    def _blame_lost_probes(self) -> None:
+        """A probe pinned to a worker that is gone killed it: name the culprit now,
+        before Dask waits for that worker to come back (or retries it elsewhere)."""
+        with self._lock:
+            pinned = {key: a for key, a in self._probes.items() if a is not None}
+        if not pinned:
+            return
+        present = self._workers_now()
+        if not present:
+            return  # unknown (or none at all: the no-workers watch handles that)
+        for key, address in pinned.items():
+            if address in present:
+                continue
+            with self._lock:
+                future = self._live.pop(key, None)
+                tasks = self._tasks_of.pop(key, [])
+                self._probes.pop(key, None)
+            if future is None:
+                continue
+            for task in tasks:
+                crash = WorkerCrashed(
+                    exitcode=None,
+                    pid=None,
+                    detail=f"worker {address} died running this item alone",
+                )
+                task.reply.put((task, task.attempts, False, crash))
+            try:
+                future.cancel()
+            except Exception:
+                pass
+        self._dispatch()
+
+    def _workers_now(self) -> set[str]:
+        """The workers' addresses, asked of the scheduler now (its cached copy lags a
+        restarted worker by seconds, and a probe pinned to a dead address never runs)."""
+        try:
+            return set(self._client.ncores())
+        except Exception:
+            return set()
 
     def _cluster_threads(self) -> int:
         """How many threads the cluster's workers have now (0 when none, or unknown)."""
