@@ -169,6 +169,9 @@ def main() -> None:
         "microseconds per item pay for.",
         "- A cold `run_all` in process mode includes starting the workers; a warm "
         "`poolkit.runner` does not.",
+        "- The serial baseline of the CPU tables runs in the benchmark's own process, "
+        "beside its idle pools' threads; a worker process runs alone, so one worker can "
+        "beat serial slightly and 2 workers can show a little over 2.00x on 2 cores.",
     ]
     text = header + cold + overhead + cpu + cpu_workers + recovery + memory
     text += io_lines + dask + notes + plots(overhead, cpu_points, io_points)
