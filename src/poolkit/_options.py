@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, get_args
 
 from ._policies import POLICY_NAMES, CancelToken, RateLimit, Retry
 
@@ -27,6 +27,7 @@ __all__ = [
     "DaskOptions",
     "ExtraCallOptions",
     "ModeName",
+    "OnTimeout",
     "PolicyOptions",
     "ProcessOptions",
     "ProgressArg",
@@ -88,6 +89,10 @@ class ProcessSetup(WorkerSetup, total=False):
     initializer_timeout: float | None
 
 
+OnTimeout = Literal["interrupt", "restart-worker"]
+"""What dask mode does to the worker thread of a task it abandoned (see docs/dask.md)."""
+
+
 class DaskSetup(WorkerSetup, total=False):
     """Dask mode's own options: where the cluster is, and how tasks are sent to it."""
 
@@ -99,7 +104,7 @@ class DaskSetup(WorkerSetup, total=False):
     placement: Sequence[str] | str | None
     priority: int
     no_workers_timeout: float
-    on_timeout: Literal["interrupt", "restart-worker"]
+    on_timeout: OnTimeout
 
 
 class ModeSetup(ProcessSetup, DaskSetup, total=False):
@@ -240,7 +245,7 @@ def check_mode_options(mode: str, options: dict[str, Any]) -> None:
     if options.get("client") is not None and options.get("address") is not None:
         raise ValueError("give dask mode a client= or an address=, not both")
     on_timeout = options.get("on_timeout", "interrupt")
-    if on_timeout not in ("interrupt", "restart-worker"):
+    if on_timeout not in get_args(OnTimeout):
         raise ValueError(
             f"on_timeout={on_timeout!r}: expected 'interrupt' (raise in the worker thread) "
             "or 'restart-worker' (restart it through its nanny)"

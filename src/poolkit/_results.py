@@ -178,22 +178,20 @@ class Results(Sequence[Ok[T] | Err]):
         self._elapsed.append(result.elapsed)
 
     def _place(self, result: Ok[T] | Err) -> None:
-        """Put ``result`` at its own index (batches finish out of order); the gaps it
-        leaves are filled by the results still to come."""
+        """Put ``result`` at its own index: a batch's results arrive out of order, and
+        the room left before it is filled by the results still to come."""
         position = result.index
         count = len(self._values)
-        if position == count:
+        if position == count:  # in order: the common case
             self._append(result)
             return
         if position > count:
-            gap = position - count
-            self._values.extend([None] * gap)
-            self._items.extend([None] * gap)
-            self._index.extend(range(count, position))
-            self._attempts.extend([0] * gap)
-            self._elapsed.extend([0.0] * gap)
-            self._append(result)
-            return
+            room = position + 1 - count
+            self._values.extend([None] * room)
+            self._items.extend([None] * room)
+            self._index.extend([0] * room)
+            self._attempts.extend([0] * room)
+            self._elapsed.extend([0.0] * room)
         if isinstance(result, Ok):
             self._values[position] = result.value
             self._errors.pop(position, None)
@@ -206,23 +204,16 @@ class Results(Sequence[Ok[T] | Err]):
         self._elapsed[position] = result.elapsed
 
     def _at(self, position: int) -> Ok[T] | Err:
-        error = self._errors.get(position)
-        if error is None and position not in self._errors:
-            return Ok(
-                self._values[position],
-                self._items[position],
-                self._index[position],
-                self._attempts[position],
-                self._elapsed[position],
-            )
-        assert error is not None
-        return Err(
-            error,
+        fields = (
             self._items[position],
             self._index[position],
             self._attempts[position],
             self._elapsed[position],
         )
+        error = self._errors.get(position)
+        if error is None:
+            return Ok(self._values[position], *fields)
+        return Err(error, *fields)
 
     @overload
     def __getitem__(self, index: int) -> Ok[T] | Err: ...

@@ -39,7 +39,6 @@ log = logging.getLogger("poolkit")
 # negligible while a deadline or a lost worker throws away little finished work.
 _TARGET_CHUNK_SECONDS = 0.2
 _MAX_CHUNK = 1024
-_ON_TIMEOUT = ("interrupt", "restart-worker")
 _FETCH_TIMEOUT = 30.0  # fetching a finished task's outcome; longer means the scheduler is gone
 _WATCH_EVERY = 1.0  # how often a busy backend checks that the cluster still has workers
 
@@ -115,9 +114,7 @@ class DaskBackend(Backend):
         on_timeout: str = "interrupt",
     ) -> None:
         require_dask()
-        if on_timeout not in _ON_TIMEOUT:
-            raise ValueError(f"on_timeout={on_timeout!r}: expected one of {_ON_TIMEOUT}")
-        self._on_timeout = on_timeout
+        self._on_timeout = on_timeout  # checked with the other options (_options)
         self._initializer = initializer
         self._initargs = tuple(initargs)
         self._submit_options: dict[str, Any] = {"priority": priority}
@@ -208,9 +205,8 @@ class DaskBackend(Backend):
                 while queued and len(chunk) < size and queued[0].job is job:
                     chunk.append(queued.popleft())
                 chunk = [t for t in chunk if t.running]
-                probe = False
                 if chunk:
-                    self._submit(chunk, probe)
+                    self._submit(chunk, False)
 
     def _free_worker(self) -> tuple[bool, str | None]:
         """(room for one more probe, the address of a worker with no probe on it); the
