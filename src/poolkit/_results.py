@@ -257,13 +257,6 @@ class Results(Sequence[Ok[T] | Err]):
         failed = len(self._errors)
         return f"<Results: {count} items, {count - failed} ok, {failed} err>"
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        for name, value in state.items():
-            object.__setattr__(self, name, value)
-
     @property
     def oks(self) -> list[Ok[T]]:
         """The ``Ok`` results, in input order."""

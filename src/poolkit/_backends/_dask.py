@@ -264,53 +264,32 @@ class DaskBackend(Backend):
             self._dispatch()
 
     def _deliver(self, future: Any, entries: list[tuple[int, Task, int]], probe: bool) -> None:
-        # However a future ends, its items get a Result: one poolkit cancelled itself is
-        # stale to the engine (ignored); one Dask cancelled or lost (the scheduler was
-        # lost, client.restart()) ends its items with an error that says so.
-        lost: BaseException | None = None
-        error: BaseException | None = None
-        # ("lost", its result's worker died before we fetched it, is not an end: Dask
-        # computes it again, and the fetch below waits for that.)
-        if future.cancelled():
-            lost = _lost(f"it ended as {future.status!r}")
-        else:
-            # exception(), not result(): raising would add this frame (and so the
-            # future) to the traceback of the exception Dask keeps for the future, a
-            # cycle that pins the task on the cluster for as long as the client lives.
-            # Bounded: with the scheduler gone, fetching can wait forever.
-            try:
-                error = future.exception(timeout=_FETCH_TIMEOUT)
-            except Exception as problem:
-                lost = _lost(f"fetching its outcome raised {problem!r}")
-        if lost is not None:
-            for _, task, number in entries:
-                task.reply.put((task, number, False, copy_error(lost)))
+        if future.status == "lost":
+            # The worker holding its result died before we fetched it. Dask may compute
+            # it again, or not soon (a worker without a nanny): send the items again.
+            with self._lock:
+                self._queued.extendleft(
+                    t for _, t, n in reversed(entries) if t.running and t.attempts == n
+                )
             return
-        if isinstance(error, self._killed_worker):
+        done = self._outcome(future)
+        if isinstance(done, self._killed_worker):
             live = [(t, n) for _, t, n in entries if t.running and t.attempts == n]
             if probe:  # it ran alone and its worker died: it is the culprit
-                worker = getattr(getattr(error, "last_worker", None), "address", None)
+                worker = getattr(getattr(done, "last_worker", None), "address", None)
                 where = f" on worker {worker}" if worker else ""
                 for task, number in live:
                     crash = WorkerCrashed(
-                        exitcode=None, pid=None, detail=f"Dask reports{where}: {error}"
+                        exitcode=None, pid=None, detail=f"Dask reports{where}: {done}"
                     )
                     task.reply.put((task, number, False, crash))
             else:  # every task queued on a dead worker is reported: find the one
                 with self._lock:
                     self._suspects.extend(live)
             return
-        if error is not None:  # the cluster failed the task itself
-            failure = _explained(error)
+        if isinstance(done, BaseException):
             for _, task, number in entries:
-                task.reply.put((task, number, False, copy_error(failure)))
-            return
-        try:
-            done = future.result(timeout=_FETCH_TIMEOUT)
-        except Exception as problem:
-            missing = _lost(f"fetching its results raised {problem!r}")
-            for _, task, number in entries:
-                task.reply.put((task, number, False, copy_error(missing)))
+                task.reply.put((task, number, False, copy_error(done)))
             return
         by_seq = {seq: (task, number) for seq, task, number in entries}
         replies = []
@@ -324,6 +303,28 @@ class DaskBackend(Backend):
             task.started = now - seconds
             replies.append((task, number, ok, payload if ok else unpack_error(payload)))
         send_replies(replies)
+
+    def _outcome(self, future: Any) -> list[Any] | BaseException:
+        """A finished task's results, or why there are none.
+
+        However a future ends, its items get a Result: one poolkit cancelled itself is
+        stale to the engine (ignored); one Dask cancelled (the scheduler was lost,
+        ``client.restart()``) ends its items with an error that says so. Fetching is
+        bounded: with the scheduler gone it could wait forever. ``exception()`` comes
+        first, not ``result()``: raising would put this frame, and so the future, into
+        the traceback of the exception Dask keeps for the future, a cycle that pins the
+        task on the cluster.
+        """
+        if future.cancelled():
+            return _lost(f"it ended as {future.status!r}")
+        try:
+            error = future.exception(timeout=_FETCH_TIMEOUT)
+            if error is not None:
+                return error if isinstance(error, self._killed_worker) else _explained(error)
+            done: list[Any] = future.result(timeout=_FETCH_TIMEOUT)
+            return done
+        except Exception as problem:
+            return _lost(f"fetching its outcome raised {problem!r}")
 
     def started_at(self, task: Task) -> float | None:
         """When the attempt was sent to the cluster (None while it waits in poolkit's queue)."""
