@@ -40,6 +40,7 @@ log = logging.getLogger("poolkit")
 _TARGET_CHUNK_SECONDS = 0.2
 _MAX_CHUNK = 1024
 _FETCH_TIMEOUT = 30.0  # fetching a finished task's outcome; longer means the scheduler is gone
+_LOST = object()  # _outcome: the task's result was lost with its worker; send it again
 _WATCH_EVERY = 1.0  # how often a busy backend checks that the cluster still has workers
 
 
@@ -264,7 +265,8 @@ class DaskBackend(Backend):
             self._dispatch()
 
     def _deliver(self, future: Any, entries: list[tuple[int, Task, int]], probe: bool) -> None:
-        if future.status == "lost":
+        done = self._outcome(future)
+        if done is _LOST:
             # The worker holding its result died before we fetched it. Dask may compute
             # it again, or not soon (a worker without a nanny): send the items again.
             with self._lock:
@@ -272,7 +274,6 @@ class DaskBackend(Backend):
                     t for _, t, n in reversed(entries) if t.running and t.attempts == n
                 )
             return
-        done = self._outcome(future)
         if isinstance(done, self._killed_worker):
             live = [(t, n) for _, t, n in entries if t.running and t.attempts == n]
             if probe:  # it ran alone and its worker died: it is the culprit
@@ -304,8 +305,9 @@ class DaskBackend(Backend):
             replies.append((task, number, ok, payload if ok else unpack_error(payload)))
         send_replies(replies)
 
-    def _outcome(self, future: Any) -> list[Any] | BaseException:
-        """A finished task's results, or why there are none.
+    def _outcome(self, future: Any) -> Any:
+        """A finished task's results (a list), why there are none (an exception), or
+        ``_LOST``.
 
         However a future ends, its items get a Result: one poolkit cancelled itself is
         stale to the engine (ignored); one Dask cancelled (the scheduler was lost,
@@ -317,14 +319,21 @@ class DaskBackend(Backend):
         """
         if future.cancelled():
             return _lost(f"it ended as {future.status!r}")
-        try:
-            error = future.exception(timeout=_FETCH_TIMEOUT)
-            if error is not None:
-                return error if isinstance(error, self._killed_worker) else _explained(error)
-            done: list[Any] = future.result(timeout=_FETCH_TIMEOUT)
-            return done
-        except Exception as problem:
-            return _lost(f"fetching its outcome raised {problem!r}")
+        give_up = time.monotonic() + _FETCH_TIMEOUT
+        while True:
+            if future.status == "lost":
+                return _LOST
+            try:
+                error = future.exception(timeout=1.0)
+                if error is not None:
+                    return error if isinstance(error, self._killed_worker) else _explained(error)
+                done: list[Any] = future.result(timeout=1.0)
+                return done
+            except TimeoutError:
+                if time.monotonic() > give_up:
+                    return _lost(f"its outcome did not come within {_FETCH_TIMEOUT:g} s")
+            except Exception as problem:
+                return _lost(f"fetching its outcome raised {problem!r}")
 
     def started_at(self, task: Task) -> float | None:
         """When the attempt was sent to the cluster (None while it waits in poolkit's queue)."""
