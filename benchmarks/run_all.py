@@ -161,9 +161,10 @@ def main() -> None:
         "- More threads give diminishing returns for I/O: thread mode reaches "
         f"{efficiency[8]:.0%} of the ideal with 8 threads but {efficiency[128]:.0%} with 128: "
         "the server and the GIL become the bottleneck (see the I/O plot).",
-        "- Process mode sends small items in chunks sized by their measured duration; "
-        "`max_in_flight` bounds how many items are in flight (default 64 per worker), so "
-        "a larger bound allows larger chunks. The hand-tuned `ProcessPoolExecutor` sends "
+        "- Process mode sends small items in chunks sized by their measured duration. A "
+        "sized input (here `range(n)`) goes through the engine's bulk lane: runs of items "
+        "and outcomes by position, no object per item (see the process-mode page); a "
+        "generator goes one item at a time. The hand-tuned `ProcessPoolExecutor` sends "
         "the whole batch in 8 messages and cannot report per item, retry, time out or "
         "survive a crash; poolkit does all of these per item, which is what its extra "
         "microseconds per item pay for.",

@@ -7,6 +7,7 @@ decides, on a clock that moves only when the test says so.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from poolkit import Err, Ok
 from poolkit._core._backend import Backend
 from poolkit._core._engine import Engine, Hooks, Source
-from poolkit._core._task import Job, Task
+from poolkit._core._task import Job, OkRun, Run, RunDone, Task
 from poolkit._policies import Policies
 
 
@@ -66,11 +67,34 @@ class ScriptedBackend(Backend):
     default_in_flight: int = 4
     stoppable: bool = True
     queued_start: bool = False  # attempts begin "queued" (started_at None) until run()
+    runs: bool = False  # takes Runs too (the engine's bulk lane)
     attempts: list[Attempt] = field(default_factory=list)
     live: dict[tuple[int, int], Attempt] = field(default_factory=dict)
+    in_runs: dict[int, tuple[Run, int]] = field(default_factory=dict)  # index -> run, position
+
+    def start_run(self, run: Run) -> None:
+        now = self.clock.now()
+        for position, item in enumerate(run.items):
+            index = run.first + position
+            task = Task(index, item, run.job, run.reply)
+            task.attempts = 1
+            attempt = Attempt(task, 1, now, None if self.queued_start else now)
+            self.attempts.append(attempt)
+            self.live[(index, 1)] = attempt
+            self.in_runs[index] = (run, position)
+
+    def stop_run(self, run: Run) -> list[tuple[int, bool]]:
+        unfinished = []
+        for position in range(len(run.items)):
+            attempt = self.live.pop((run.first + position, 1), None)
+            if attempt is not None:
+                attempt.stopped = True
+                unfinished.append((position, attempt.running_from is not None))
+        return unfinished
 
     def start(self, tasks: Sequence[Task]) -> None:
-        assert len(self.live) + len(tasks) <= self.capacity, "engine exceeded capacity"
+        singles = [key for key in self.live if not (key[1] == 1 and key[0] in self.in_runs)]
+        assert len(singles) + len(tasks) <= self.capacity, "engine exceeded capacity"
         now = self.clock.now()
         for task in tasks:
             attempt = Attempt(task, task.attempts, now, None if self.queued_start else now)
@@ -97,6 +121,16 @@ class ScriptedBackend(Backend):
     def finish(self, index: int, number: int, ok: bool, payload: Any) -> None:
         """Post the attempt's completion (it stays on record; the engine may ignore it)."""
         attempt = self.live.pop((index, number), None)
+        if number == 1 and index in self.in_runs:
+            if attempt is None:
+                return  # a run's stopped item posts nothing (stop_run's promise)
+            run, position = self.in_runs[index]
+            elapsed = array("d", [self.clock.now() - attempt.started])
+            done = RunDone(
+                run, position, [payload if ok else None], None if ok else {0: payload}, elapsed
+            )
+            run.reply.put(done)
+            return
         task = attempt.task if attempt is not None else self.find(index)
         task.reply.put((task, number, ok, payload))
 
@@ -120,10 +154,15 @@ class Sim:
         stoppable: bool = True,
         queued_start: bool = False,
         hooks: Hooks | None = None,
+        runs: bool = False,
     ) -> None:
         self.clock = ManualClock()
         self.backend = ScriptedBackend(
-            self.clock, capacity=capacity, stoppable=stoppable, queued_start=queued_start
+            self.clock,
+            capacity=capacity,
+            stoppable=stoppable,
+            queued_start=queued_start,
+            runs=runs,
         )
         self.outbox = Outbox()
         self.source = Source(items, Job(lambda x: x), self.outbox)
@@ -139,7 +178,11 @@ class Sim:
         self.engine.deliver(self.outbox.take())
         self.wake = self.engine.pump()
         while self.engine.out:
-            self.results.append(self.engine.out.popleft())
+            output = self.engine.out.popleft()
+            if isinstance(output, OkRun):
+                self.results.extend(output.results())
+            else:
+                self.results.append(output)
         return self.wake
 
     def advance(self, seconds: float) -> None:

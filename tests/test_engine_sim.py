@@ -189,8 +189,17 @@ def simulate(seed: int) -> None:
     sized = rng.random() < 0.5
     items: Any = list(range(count)) if sized else iter(range(count))
     stoppable = rng.random() < 0.5
-    sim = Sim(items, policies, capacity=rng.randint(1, 4), ordered=ordered, stoppable=stoppable)
-    bound = policies.max_in_flight or sim.backend.default_in_flight
+    runs = rng.random() < 0.5  # a backend with the bulk lane (used when the batch allows)
+    sim = Sim(
+        items,
+        policies,
+        capacity=rng.randint(1, 4),
+        ordered=ordered,
+        stoppable=stoppable,
+        runs=runs,
+        queued_start=runs and policies.timeout is None and rng.random() < 0.3,
+    )
+    bound = policies.max_in_flight or sim.engine._max_in_flight
     cancel_at = rng.uniform(0, 3) if cancel is not None else None
     # each (item, attempt): "ok", "transient", "fatal" or "hang"
     script = {

@@ -18,7 +18,15 @@ from hypothesis import given
 
 import poolkit
 from poolkit import Err, Ok, WorkerCrashed
-from poolkit.testing import Crash, TransientError, check_invariants, fault_plans, faulty
+from poolkit.testing import (
+    Crash,
+    FatalError,
+    Raise,
+    TransientError,
+    check_invariants,
+    fault_plans,
+    faulty,
+)
 
 from .conftest import alive, live_children, wait_until
 from .crashers import exit_on, oom_on, segfault_on, sigkill_on
@@ -296,3 +304,34 @@ def test_submit_in_process_mode_and_crash() -> None:
         futures = [runner.submit(exit_on(3), x) for x in range(6)]
         results = [f.result(timeout=30) for f in futures]
     assert [isinstance(r, Ok) for r in results] == [True, True, True, False, True, True]
+
+
+RETRY_TRANSIENT = poolkit.Retry(attempts=3, on=TransientError, backoff=0)
+
+
+def test_runs_keep_every_promise_per_item() -> None:
+    """A long sized input goes over in runs (no object per item), yet an item that fails
+    in the middle of one is retried alone and every item gets its own exact Result."""
+    items = list(range(3000))
+    plan = {i: [Raise(TransientError("once"))] for i in range(0, 3000, 97)}
+    plan[5] = [Raise(FatalError("final"))]
+    plan[2000] = [Raise(TransientError("a")), Raise(TransientError("b"))]
+    results = poolkit.run_all(
+        faulty(identity, plan), items, mode="process", workers=2, retry=RETRY_TRANSIENT
+    )
+    check_invariants(results, items, plan, RETRY_TRANSIENT)
+    assert results[2000] == Ok(
+        2000, item=2000, index=2000, attempts=3, elapsed=results[2000].elapsed
+    )
+    assert all(r.elapsed >= 0 for r in results)
+
+
+def test_a_deadline_keeps_what_finished_inside_a_run() -> None:
+    """Cut mid-run: items done keep their Ok; the one running per worker counts its
+    attempt; the ones never started say attempts == 0."""
+    results = poolkit.run_all(nap, [0.05] * 200, mode="process", workers=2, deadline=1.5)
+    assert len(results) == 200
+    assert len(results.oks) >= 4, "finished items were thrown away by the cut"
+    assert all(isinstance(e.error, poolkit.DeadlineExceeded) for e in results.errs)
+    assert sum(e.attempts == 1 for e in results.errs) <= 2  # at most one running per worker
+    assert all(r.attempts == 1 and r.elapsed >= 0.04 for r in results.oks)

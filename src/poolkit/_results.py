@@ -203,6 +203,36 @@ class Results(Sequence[Ok[T] | Err]):
         self._attempts[position] = result.attempts
         self._elapsed[position] = result.elapsed
 
+    def _place_run(
+        self, first: int, items: list[Any], values: list[Any], elapsed: Sequence[float]
+    ) -> None:
+        """Put consecutive first-attempt Oks at ``first …`` in one step (the bulk lane)."""
+        count = len(values)
+        end = first + count
+        size = len(self._values)
+        if first == size:  # in order: the common case
+            self._values.extend(values)
+            self._items.extend(items)
+            self._index.extend(range(first, end))
+            self._attempts.extend(array("I", [1]) * count)
+            self._elapsed.extend(elapsed)
+            return
+        if end > size:
+            room = end - size
+            self._values.extend([None] * room)
+            self._items.extend([None] * room)
+            self._index.extend([0] * room)
+            self._attempts.extend([0] * room)
+            self._elapsed.extend([0.0] * room)
+        self._values[first:end] = values
+        self._items[first:end] = items
+        self._index[first:end] = array("q", range(first, end))
+        self._attempts[first:end] = array("I", [1]) * count
+        self._elapsed[first:end] = array("d", elapsed)
+        if self._errors:
+            for position in range(first, end):
+                self._errors.pop(position, None)
+
     def _at(self, position: int) -> Ok[T] | Err:
         fields = (
             self._items[position],

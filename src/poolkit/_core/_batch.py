@@ -20,7 +20,7 @@ from ._drive import adrive, drive
 from ._engine import Engine, Hooks, Source
 from ._inbox import AsyncInbox, SyncInbox
 from ._observe import Observer
-from ._task import Job
+from ._task import Job, OkRun
 
 __all__ = ["Collector", "Plan", "abatch", "acollect", "batch", "collect"]
 
@@ -42,6 +42,19 @@ class Plan:
 
 def batch(plan: Plan) -> Generator[Ok[Any] | Err, None, None]:
     """Yield the batch's Results (as completed, or in input order when ``ordered``)."""
+    outputs = _outputs(plan)
+    try:
+        for output in outputs:
+            if isinstance(output, OkRun):
+                yield from output.results()
+            else:
+                yield output
+    finally:
+        outputs.close()
+
+
+def _outputs(plan: Plan) -> Generator[Ok[Any] | Err | OkRun, None, None]:
+    """What the engine emits (Results, and runs of Oks from its bulk lane), observed."""
     inbox = SyncInbox()
     engine, unsubscribe = _engine(inbox, plan)
     observer = plan.observer
@@ -49,9 +62,9 @@ def batch(plan: Plan) -> Generator[Ok[Any] | Err, None, None]:
         if observer.idle:
             yield from drive(engine, inbox)
         else:
-            for result in drive(engine, inbox):
-                observer(result)
-                yield result
+            for output in drive(engine, inbox):
+                _observe(observer, output)
+                yield output
     finally:
         unsubscribe()
         plan.release()
@@ -66,13 +79,25 @@ async def abatch(plan: Plan) -> AsyncIterator[Ok[Any] | Err]:
     engine, unsubscribe = _engine(inbox, plan)
     observer = plan.observer
     try:
-        async for result in adrive(engine, inbox):
-            observer(result)
-            yield result
+        async for output in adrive(engine, inbox):
+            _observe(observer, output)
+            if isinstance(output, OkRun):
+                for result in output.results():
+                    yield result
+            else:
+                yield output
     finally:
         unsubscribe()
         plan.release()
         observer.close()
+
+
+def _observe(observer: Observer, output: Ok[Any] | Err | OkRun) -> None:
+    if isinstance(output, OkRun):
+        for result in output.results():
+            observer(result)
+    else:
+        observer(output)
 
 
 def _engine(inbox: SyncInbox | AsyncInbox, plan: Plan) -> tuple[Engine, Callable[[], None]]:
@@ -104,8 +129,11 @@ class Collector:
         self._out: Results[Any] = Results()
         self._started = time.monotonic()
 
-    def add(self, result: Ok[Any] | Err) -> None:
-        self._out._place(result)
+    def add(self, output: Ok[Any] | Err | OkRun) -> None:
+        if type(output) is OkRun:
+            self._out._place_run(output.first, output.items, output.values, output.elapsed)
+        else:
+            self._out._place(output)  # type: ignore[arg-type]
 
     def results(self, observer: Observer) -> Results[Any]:
         """The batch's Results; raises HookError (holding them) if a hook raised."""
@@ -119,7 +147,7 @@ def collect(plan: Plan) -> Results[Any]:
     """Run a batch to its end and return its Results, in input order."""
     collector = Collector()
     add = collector.add
-    results = batch(plan)
+    results = _outputs(plan)
     try:
         for result in results:
             add(result)

@@ -9,11 +9,12 @@ from poolkit._results import Err, Ok
 
 from ._engine import Engine
 from ._inbox import AsyncInbox, SyncInbox
+from ._task import OkRun
 
 __all__ = ["adrive", "drive"]
 
 
-def drive(engine: Engine, inbox: SyncInbox) -> Iterator[Ok[Any] | Err]:
+def drive(engine: Engine, inbox: SyncInbox) -> Iterator[Ok[Any] | Err | OkRun]:
     """Yield Results as the engine produces them, waiting on ``inbox`` in between.
 
     Leaving early (``close()``, an exception, KeyboardInterrupt) aborts the engine,
@@ -36,7 +37,7 @@ def drive(engine: Engine, inbox: SyncInbox) -> Iterator[Ok[Any] | Err]:
         raise
 
 
-async def adrive(engine: Engine, inbox: AsyncInbox) -> AsyncIterator[Ok[Any] | Err]:
+async def adrive(engine: Engine, inbox: AsyncInbox) -> AsyncIterator[Ok[Any] | Err | OkRun]:
     """The same as ``drive``, awaiting the inbox inside a running event loop."""
     out = engine.out
     try:

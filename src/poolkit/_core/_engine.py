@@ -23,7 +23,7 @@ from poolkit._results import Err, Ok
 
 from ._backend import Backend
 from ._clock import MONOTONIC, Clock
-from ._task import Inbox, Job, Task
+from ._task import Inbox, Job, OkRun, Run, RunDone, Task
 
 __all__ = ["Engine", "Hooks", "Source", "StopOne"]
 
@@ -50,7 +50,7 @@ class Source:
 
     def __init__(self, items: Any, job: Job, reply: Inbox) -> None:
         self._iterator: Iterator[Any] = iter(items)
-        self._sized = hasattr(items, "__len__")
+        self._sized = self.sized = hasattr(items, "__len__")
         self._job = job
         self._reply = reply
         self.taken = 0
@@ -65,6 +65,17 @@ class Source:
         task = Task(self.taken, item, self._job, self._reply)
         self.taken += 1
         return task
+
+    def pull_run(self, most: int) -> Run | None:
+        """The next ``most`` items (fewer at the end) as one Run; None when none are left."""
+        items = list(itertools.islice(self._iterator, most))
+        if len(items) < most:
+            self.exhausted = True
+        if not items:
+            return None
+        run = Run(self.taken, items, self._job, self._reply)
+        self.taken += len(items)
+        return run
 
     def rest(self) -> Iterator[Task]:
         """The tasks never taken, when the input is sized; nothing for a plain iterator."""
@@ -109,7 +120,23 @@ class Engine:
         self._timeout = policies.timeout
         self._fail_fast = policies.fail_fast
         self._cancel = policies.cancel
-        self._max_in_flight = policies.max_in_flight or backend.default_in_flight
+        # The bulk lane (see Run): only for a sized input, whose items all exist already;
+        # a generator may be producing its items in answer to the results.
+        self._bulk = (
+            backend.runs
+            and getattr(source, "sized", False)
+            and policies.timeout is None
+            and policies.rate_limit is None
+            and (hooks is None or hooks.on_start is None)
+            and not ordered
+        )
+        default_in_flight = backend.default_run_in_flight if self._bulk else None
+        self._max_in_flight = (
+            policies.max_in_flight or default_in_flight or backend.default_in_flight
+        )
+        # Runs are taken when this much room is free, not one item at a time.
+        self._run_room = max(1, self._max_in_flight // 4)
+        self._runs: set[Run] = set()
         self._now = clock.now
         now = self._now()
         self._deadline = policies.deadline
@@ -125,7 +152,7 @@ class Engine:
         self._ordered = ordered
         self._buffer: dict[int, Ok[Any] | Err] = {}
         self._next_out = 0
-        self.out: deque[Ok[Any] | Err] = deque()
+        self.out: deque[Ok[Any] | Err | OkRun] = deque()
 
         self._in_backend = 0
         self._live = 0  # taken and not yet finished (ordered: not yet emitted)
@@ -171,7 +198,9 @@ class Engine:
         for message in messages:
             if message is None:
                 continue
-            if type(message) is StopOne:
+            if type(message) is RunDone:
+                self._run_done(message, now)
+            elif type(message) is StopOne:
                 self._stop_one(message.task, message.error, now)
             elif type(message) is list:
                 for task, number, ok, payload in message:
@@ -192,10 +221,15 @@ class Engine:
         self._source.exhausted = True
         if running:
             self._backend.stop(running)
+        runs, self._runs = self._runs, set()
+        for run in runs:
+            self._backend.stop_run(run)
 
     # -- starting attempts ------------------------------------------------------------
 
     def _fill(self, now: float) -> None:
+        if self._bulk:
+            self._fill_runs(now)
         batch: list[Task] = []
         ready = self._ready
         source = self._source
@@ -206,7 +240,7 @@ class Engine:
         while self._in_backend < capacity:
             if ready:
                 task = ready.popleft()
-            elif not source.exhausted and self._live < self._max_in_flight:
+            elif not self._bulk and not source.exhausted and self._live < self._max_in_flight:
                 pulled = source.pull()
                 if pulled is None:
                     break
@@ -235,6 +269,20 @@ class Engine:
             batch.append(task)
         if batch:
             self._backend.start(batch)
+
+    def _fill_runs(self, now: float) -> None:
+        source = self._source
+        while not source.exhausted:
+            room = self._max_in_flight - self._live
+            if room < self._run_room:
+                return
+            run = source.pull_run(room)
+            if run is None:
+                return
+            run.dispatched = now
+            self._live += len(run.items)
+            self._runs.add(run)
+            self._backend.start_run(run)
 
     def _wake_in(self, now: float) -> float | None:
         wake = self._deadline_at if self._stopped_by is None else None
@@ -276,6 +324,49 @@ class Engine:
             if isinstance(payload, _FATAL):
                 raise payload
             self._failed(task, payload, now)
+
+    def _run_done(self, done: RunDone, now: float) -> None:
+        run = done.run
+        values = done.values
+        count = len(values)
+        run.remaining -= count
+        if run.remaining <= 0:
+            self._runs.discard(run)
+        first = run.first + done.position
+        items = run.items[done.position : done.position + count]
+        failed = done.failed
+        if self._debug:
+            for k in range(count):
+                outcome = f"failed: {failed[k]!r}" if failed and k in failed else "ok"
+                log.debug("item #%d attempt 1 %s", first + k, outcome)
+        if not failed:
+            self.out.append(OkRun(first, items, values, done.elapsed))
+            self._live -= count
+            return
+        start = 0
+        for k in sorted(failed):
+            if k > start:
+                self.out.append(
+                    OkRun(first + start, items[start:k], values[start:k], done.elapsed[start:k])
+                )
+                self._live -= k - start
+            start = k + 1
+        if start < count:
+            self.out.append(
+                OkRun(first + start, items[start:], values[start:], done.elapsed[start:])
+            )
+            self._live -= count - start
+        for k in sorted(failed):
+            error = failed[k]
+            if isinstance(error, _FATAL):
+                raise error
+            task = Task(first + k, items[k], run.job, run.reply)
+            task.attempts = 1
+            task.first_start = now - done.elapsed[k]
+            if self._stopped_by is None:
+                self._failed(task, error, now)
+            else:  # it ran before the cut: its own error, and no retry now
+                self._finish(task, Err(error, task.item, task.index, 1, done.elapsed[k]))
 
     def _end_attempt(self, task: Task) -> None:
         task.running = False
@@ -368,6 +459,15 @@ class Engine:
             attempts = task.attempts - (task in never_ran)
             elapsed = now - task.first_start if attempts else 0.0
             self._finish(task, Err(make_error(), task.item, task.index, attempts, elapsed))
+        for run in sorted(self._runs, key=lambda r: r.first):
+            for position, started in self._backend.stop_run(run):
+                elapsed = now - run.dispatched if started else 0.0
+                index = run.first + position  # (the bulk lane is never ordered)
+                self.out.append(
+                    Err(make_error(), run.items[position], index, int(started), elapsed)
+                )
+                self._live -= 1
+        self._runs.clear()
         for task in self._source.rest():
             self._live += 1
             self._finish(task, Err(make_error(), task.item, task.index, 0, 0.0))

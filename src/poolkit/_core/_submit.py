@@ -22,7 +22,7 @@ from ._backend import Backend
 from ._drive import drive
 from ._engine import Engine, StopOne
 from ._inbox import SyncInbox
-from ._task import Job, Task
+from ._task import Job, OkRun, Task
 
 __all__ = ["Submitter"]
 
@@ -140,6 +140,7 @@ class Submitter:
                 self._policies,
             )
             for result in drive(engine, self._inbox):
+                assert not isinstance(result, OkRun)  # its source is unsized: no bulk lane
                 with self._lock:
                     future = futures.pop(result.index, None)
                 if future is not None:

@@ -8,15 +8,17 @@ abandoned attempt can never be taken for the current one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
+
+from poolkit._results import Ok
 
 from ._attempt import is_async_callable
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-__all__ = ["Inbox", "Job", "Message", "Task"]
+__all__ = ["Inbox", "Job", "Message", "OkRun", "Run", "RunDone", "Task"]
 
 
 class Inbox(Protocol):
@@ -119,3 +121,75 @@ class Task:
 
     def __repr__(self) -> str:
         return f"<Task #{self.index} attempt {self.attempts} item={self.item!r}>"
+
+
+class Run:
+    """Consecutive input items handed to a backend at once: the engine's bulk lane.
+
+    When no limit needs each item's own start (no timeout, no rate limit, no
+    ``on_start`` hook) and a backend can take them (``Backend.runs``), the engine hands
+    items over in runs instead of one ``Task`` each: item ``first + k`` of the input is
+    ``items[k]``, on its first attempt. The backend reports them with ``RunDone``
+    messages; an item that fails leaves the run as a ``Task`` of its own (retries,
+    fail-fast and errors then act on it as on any other item).
+    """
+
+    __slots__ = ("dispatched", "first", "items", "job", "remaining", "reply")
+
+    def __init__(self, first: int, items: list[Any], job: Job, reply: Inbox) -> None:
+        self.first = first
+        self.items = items
+        self.job = job
+        self.reply = reply
+        self.remaining = len(items)  # items with no outcome yet
+        self.dispatched = 0.0
+
+    def __repr__(self) -> str:
+        return f"<Run #{self.first}..{self.first + len(self.items) - 1}>"
+
+
+class RunDone:
+    """Outcomes of ``run.items[position : position + len(values)]``, posted by a backend.
+
+    ``values[k]`` is the value of item ``position + k``, unless ``k`` is a key of
+    ``failed`` (then the value is None and ``failed[k]`` is the exception).
+    ``elapsed[k]`` is how long that item ran.
+    """
+
+    __slots__ = ("elapsed", "failed", "position", "run", "values")
+
+    def __init__(
+        self,
+        run: Run,
+        position: int,
+        values: list[Any],
+        failed: dict[int, BaseException] | None,
+        elapsed: Any,
+    ) -> None:
+        self.run = run
+        self.position = position
+        self.values = values
+        self.failed = failed
+        self.elapsed = elapsed
+
+
+class OkRun:
+    """Consecutive ``Ok`` Results of first attempts, as the engine's bulk lane emits them.
+
+    Kept in columns until someone needs the Results one by one (``results()``), so
+    ``run_all`` places a whole run in its ``Results`` without an object per item.
+    """
+
+    __slots__ = ("elapsed", "first", "items", "values")
+
+    def __init__(self, first: int, items: list[Any], values: list[Any], elapsed: Any) -> None:
+        self.first = first
+        self.items = items
+        self.values = values
+        self.elapsed = elapsed
+
+    def results(self) -> Iterator[Ok[Any]]:
+        """The run's Results, one ``Ok`` each."""
+        first = self.first
+        for k, value in enumerate(self.values):
+            yield Ok(value, self.items[k], first + k, 1, self.elapsed[k])

@@ -1,8 +1,9 @@
 """The body of a process-mode worker (runs in the child process).
 
 The messages are described in ``_wire.py``. Before each item the child writes its
-start time, then its ``seq``, into its slot of shared memory, so the parent knows
-which item was running if the child dies, and when it started (for timeouts).
+start time, then its mark (chunk and position), into its slot of shared memory, so
+the parent knows which item was running if the child dies, and when it started (for
+timeouts).
 Results are sent when a chunk ends, or earlier when the last send is more than
 ``FLUSH_AFTER`` seconds old.
 """
@@ -14,6 +15,7 @@ import pickle
 import signal
 import threading
 import time
+from array import array
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from queue import SimpleQueue
@@ -24,7 +26,7 @@ from poolkit._core import _attempt
 from poolkit._core._attempt import WorkerContext, run_attempt
 from poolkit._core._task import Job
 
-from ._wire import HALT, SEQ, STRIDE, TIME, KnownFunctions, pack_value
+from ._wire import HALT, INLINE, MARK, STRIDE, TIME, KnownFunctions, mark
 
 __all__ = ["FLUSH_AFTER", "worker_main"]
 
@@ -56,9 +58,9 @@ def worker_main(
     functions = KnownFunctions()
     outbox = _Outbox(results)
     time_at = STRIDE * slot + TIME
-    seq_at = STRIDE * slot + SEQ
+    mark_at = STRIDE * slot + MARK
     halt_at = STRIDE * slot + HALT
-    last_done = 0  # -seq of the last item finished (0: none yet)
+    last_done = 0  # the mark of the last item finished, negated (0: none yet)
     monotonic = time.monotonic
     add = outbox.add
     while True:
@@ -69,33 +71,36 @@ def worker_main(
         if message[0] == "fn":
             functions.add(message[1], _load_job(message[2]))
             continue
-        _, key, entries, blob = message
+        _, key, seq, numbers, blob = message
         functions.use(key)
         job = functions[key]
         try:
             items = pickle.loads(blob)
         except BaseException as error:  # user data: a class of __main__, a bad __setstate__
             outbox.flush()
-            results.send_bytes(dumps(("unloadable", [s for s, _ in entries], pack_error(error))))
+            results.send_bytes(dumps(("unloadable", seq, pack_error(error))))
             continue
-        for (seq, number), item in zip(entries, items, strict=True):
+        number = numbers if type(numbers) is int else 0
+        base = mark(seq, 0)
+        outbox.begin(seq)
+        for position, item in enumerate(items):
             began = monotonic()
             slots[time_at] = began
-            slots[seq_at] = seq
+            slots[mark_at] = base + position
             if slots[halt_at]:  # a cut: the parent counts this item as never started
-                slots[seq_at] = last_done
+                slots[mark_at] = last_done
                 break
-            ok, payload = run_attempt(job, item, number)
+            ok, payload = run_attempt(job, item, number or numbers[position])
             # Finished: the time to send the result back is not the attempt's.
-            slots[seq_at] = last_done = -seq
-            add((*_entry(seq, ok, payload), began), monotonic() - began)
+            slots[mark_at] = last_done = -(base + position)
+            add(ok, payload, began, monotonic() - began)
             del item, payload
         outbox.flush()
-        del message, entries, items, blob  # nothing of a finished chunk stays alive
+        del message, items, blob  # nothing of a finished chunk stays alive
 
 
 class _Outbox:
-    """Finished results on their way to the parent.
+    """Finished outcomes of the current chunk on their way to the parent.
 
     The main loop flushes at the end of each chunk. A poller thread, awake only while
     work flows, sends every FLUSH_AFTER seconds whatever is waiting, so a fast item's
@@ -105,28 +110,83 @@ class _Outbox:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
         self._lock = threading.Lock()
-        self._entries: list[tuple[int, bool, int, Any, float]] = []
-        self._busy = 0.0
+        self._seq = 0
+        self._start = 0  # the chunk position of the first outcome waiting
+        self._values: list[Any] = []
+        self._pickled: list[int] | None = None
+        self._failed: dict[int, Any] | None = None
+        self._began = array("d")
+        self._ran = array("d")
         self._added = 0
         self._asleep = True
         self._wake = threading.Event()
         threading.Thread(target=self._poll, daemon=True).start()
 
-    def add(self, entry: tuple[int, bool, int, Any, float], busy: float) -> None:
+    def begin(self, seq: int) -> None:
+        """Outcomes added from now on are chunk ``seq``'s, from its first item."""
         with self._lock:
-            self._entries.append(entry)
-            self._busy += busy
+            self._seq = seq
+            self._start = 0
+
+    def add(self, ok: bool, payload: Any, began: float, ran: float) -> None:
+        with self._lock:
+            values = self._values
+            if not ok:
+                if self._failed is None:
+                    self._failed = {}
+                self._failed[len(values)] = pack_error(payload)
+                values.append(None)
+            elif type(payload) in INLINE:
+                values.append(payload)
+            else:
+                self._add_pickled(payload)
+            self._began.append(began)
+            self._ran.append(ran)
             self._added += 1
         if self._asleep:
             self._asleep = False
             self._wake.set()
 
+    def _add_pickled(self, value: Any) -> None:
+        values = self._values
+        try:
+            data = pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+        except Exception as error:
+            problem = pickle.PicklingError(
+                f"the item's result ({type(value).__name__}) could not be pickled to send "
+                f"it back from the worker process: {type(error).__name__}: {error}"
+            )
+            if self._failed is None:
+                self._failed = {}
+            self._failed[len(values)] = pack_error(problem)
+            values.append(None)
+            return
+        if self._pickled is None:
+            self._pickled = []
+        self._pickled.append(len(values))
+        values.append(data)
+
     def flush(self) -> None:
         with self._lock:
-            entries, self._entries = self._entries, []
-            busy, self._busy = self._busy, 0.0
-            if entries:
-                _send(self._connection, entries, busy)
+            values = self._values
+            if not values:
+                return
+            ran = self._ran
+            message = (
+                "results",
+                self._seq,
+                self._start,
+                values,
+                self._pickled,
+                self._failed,
+                self._began.tobytes(),
+                ran.tobytes(),
+                sum(ran),
+            )
+            self._start += len(values)
+            self._values, self._pickled, self._failed = [], None, None
+            self._began, self._ran = array("d"), array("d")
+            self._connection.send_bytes(dumps(message))
 
     def _poll(self) -> None:
         seen = 0
@@ -170,25 +230,6 @@ def _read(tasks: Connection, inbox: SimpleQueue[Any]) -> None:
         os._exit(0)  # the parent died or closed the pipe: nobody wants our results
     except BaseException:  # never left hanging: the parent sees a death and replaces us
         os._exit(70)
-
-
-def _send(results: Connection, done: list[tuple[int, bool, int, Any, float]], busy: float) -> None:
-    results.send_bytes(dumps(("results", done, busy)))
-
-
-def _entry(seq: int, ok: bool, payload: Any) -> tuple[int, bool, int, Any]:
-    """What goes back for one item: its value packed, or its error, or why it cannot pickle."""
-    if not ok:
-        return seq, False, 0, pack_error(payload)
-    try:
-        kind, data = pack_value(payload)
-        return seq, True, kind, data
-    except Exception as error:
-        problem = pickle.PicklingError(
-            f"the item's result ({type(payload).__name__}) could not be pickled to send it "
-            f"back from the worker process: {type(error).__name__}: {error}"
-        )
-        return seq, False, 0, pack_error(problem)
 
 
 def _watch_parent(parent: int) -> None:

@@ -19,15 +19,15 @@ import pickle
 import threading
 import time
 import weakref
+from array import array
 from typing import TYPE_CHECKING, Any
 
-from poolkit._backends._chunks import send_replies
 from poolkit._backends._pickling import unpack_error
-from poolkit._core._task import Task
 from poolkit._errors import PoolkitError, WorkerCrashed
 
-from ._handle import FINISHED, Entry, WorkerHandle
-from ._wire import SEQ, STRIDE, unpack_value
+from ._handle import WorkerHandle
+from ._wire import MARK, STRIDE, split_mark
+from ._work import Piece, Work
 
 if TYPE_CHECKING:
     from ._pool import ProcessBackend
@@ -162,40 +162,48 @@ def _handle(pool: ProcessBackend, worker: WorkerHandle, message: tuple[Any, ...]
     elif kind == "ready":
         worker.ready = True
     elif kind == "unloadable":
-        _unloadable(pool, worker, message[1], unpack_error(message[2]))
+        _unloadable(pool, message[1], unpack_error(message[2]))
     else:
-        _results(pool, worker, message[1], message[2])
+        _results(pool, worker, *message[1:])
 
 
-def _results(pool: ProcessBackend, worker: WorkerHandle, done: list[Any], busy: float) -> None:
-    """A chunk's results: ``done`` holds (seq, ok, kind, payload, began) per item."""
+def _results(
+    pool: ProcessBackend,
+    worker: WorkerHandle,
+    seq: int,
+    start: int,
+    values: list[Any],
+    pickled: list[int] | None,
+    failed: dict[int, Any] | None,
+    began_bytes: bytes,
+    ran_bytes: bytes,
+    busy: float,
+) -> None:
+    """Outcomes of chunk ``seq``'s items ``start …``, in order (see ``_wire.py``)."""
     worker.spoke = True
     pool.boot_failures = 0
-    entries = pool.entries
-    first = entries.get(done[0][0]) if done else None
-    if first is not None:
-        pool.sizer.observe(first.task.job, len(done), busy)
-    replies = []
-    for seq, ok, kind, payload, began in done:
-        entry = entries.pop(seq, None)
-        if entry is None:
-            continue  # stopped by the engine meanwhile
-        task = entry.task
-        task.started = began
-        task.ticket = FINISHED  # no Task <-> Entry cycle outlives the attempt
-        if ok:
-            try:
-                value = unpack_value(kind, payload)
-            except BaseException as error:  # user code (__setstate__) may raise anything
-                ok, value = False, load_failure(task, "result", error)
-        else:
-            value = unpack_error(payload)
-        replies.append((task, entry.number, ok, value))
-    send_replies(replies)
-    # Exact, not by comparing seqs: items sent again after a crash keep their old seq,
-    # so seqs are not monotonic across a worker's chunks.
+    piece = pool.sent.get(seq)
+    if piece is None:
+        return  # stopped by the engine meanwhile
+    work = piece.work
+    pool.sizer.observe(work.job, len(values), busy)
+    errors = {k: unpack_error(package) for k, package in failed.items()} if failed else None
+    for k in pickled or ():
+        try:
+            values[k] = pickle.loads(values[k])
+        except BaseException as error:  # user code (__setstate__) may raise anything
+            values[k] = None
+            errors = errors or {}
+            errors[k] = load_failure(work, piece.lo + start + k, "result", error)
+    began, ran = array("d"), array("d")
+    began.frombytes(began_bytes)
+    ran.frombytes(ran_bytes)
+    piece.done = start + len(values)
+    if piece.done >= len(piece):
+        del pool.sent[seq]
+    work.post(piece.lo + start, values, errors, began, ran)
     chunks = worker.chunks
-    while chunks and all(entries.get(e.seq) is not e for e in chunks[0]):
+    while chunks and pool.sent.get(chunks[0].seq) is not chunks[0]:
         chunks.popleft()
 
 
@@ -204,24 +212,29 @@ def _bury(pool: ProcessBackend, worker: WorkerHandle) -> None:
     receive(pool, worker)  # results it sent before dying still count
     worker.process.join(1.0)
     exitcode = worker.process.exitcode
-    running = pool.slots[STRIDE * worker.slot + SEQ]  # < 0: that item had finished
-    if running != 0:
+    value = pool.slots[STRIDE * worker.slot + MARK]  # < 0: that item had finished
+    running = split_mark(value) if value > 0 else None
+    if value != 0:
         pool.boot_failures = 0
-    retry: list[Entry] = []
-    for chunk in worker.chunks:
-        for entry in chunk:
-            if pool.entries.get(entry.seq) is not entry:
-                continue
-            # A worker killed by close() (or by a stop) charges nobody: its items end
-            # as the engine says (Cancelled), not as WorkerCrashed.
-            if entry.seq == running and not worker.dying and not pool.closed:
-                del pool.entries[entry.seq]
+    again: list[Piece] = []
+    for piece in worker.chunks:
+        if pool.sent.get(piece.seq) is not piece:
+            continue
+        del pool.sent[piece.seq]
+        work, lo = piece.work, piece.lo + piece.done
+        # A worker killed by close() (or by a stop) charges nobody: its items end
+        # as the engine says (Cancelled), not as WorkerCrashed.
+        if running is not None and running[0] == piece.seq and not worker.dying and not pool.closed:
+            culprit = piece.lo + running[1]
+            if work.live(culprit, culprit + 1):
                 crash = WorkerCrashed(exitcode=exitcode, pid=worker.pid)
-                entry.task.reply.put((entry.task, entry.number, False, crash))
-            else:
-                entry.worker = None
-                retry.append(entry)
-    pool.pending.extendleft(reversed(retry))
+                work.fail(culprit, crash)
+            again += work.pieces(lo, culprit, alone=piece.alone)
+            again += work.pieces(culprit + 1, piece.hi, alone=piece.alone)
+        else:
+            again += work.pieces(lo, piece.hi, alone=piece.alone)
+    worker.chunks.clear()
+    pool.pending.extendleft(reversed(again))
     worker.close_pipes()
     if not pool.closed:  # (once closing, close() owns the process objects)
         try:
@@ -229,34 +242,34 @@ def _bury(pool: ProcessBackend, worker: WorkerHandle) -> None:
         except ValueError:
             pass  # still running (join timed out); the finalizer kills it
     pool.workers[worker.slot] = None
-    if running == 0 and not worker.spoke and not worker.dying:  # never began an item
+    if value == 0 and not worker.spoke and not worker.dying:  # never began an item
         pool.start_up_failed(f"last exit code {exitcode}")
 
 
-def _unloadable(
-    pool: ProcessBackend, worker: WorkerHandle, seqs: list[int], error: BaseException
-) -> None:
+def _unloadable(pool: ProcessBackend, seq: int, error: BaseException) -> None:
     """A chunk's items could not be loaded in the worker: find the one that cannot."""
-    live = [e for e in (pool.entries.get(seq) for seq in seqs) if e is not None]
-    for chunk in list(worker.chunks):
-        if any(e.seq in seqs for e in chunk):
-            worker.chunks.remove(chunk)
-    if len(seqs) == 1:
-        for entry in live:
-            del pool.entries[entry.seq]
-            failure = load_failure(entry.task, "item", error)
-            entry.task.reply.put((entry.task, entry.number, False, failure))
+    piece = pool.sent.pop(seq, None)
+    if piece is None:
         return
-    for entry in live:  # each alone now, so only the culprit fails
-        entry.worker = None
-        entry.alone = True
-    pool.pending.extendleft(reversed(live))
+    if piece.worker is not None and piece in piece.worker.chunks:
+        piece.worker.chunks.remove(piece)
+    work = piece.work
+    if len(piece) == 1:
+        if work.live(piece.lo, piece.hi):
+            work.fail(piece.lo, load_failure(work, piece.lo, "item", error))
+        return
+    alone = [  # each alone now, so only the culprit fails
+        one
+        for position in range(piece.lo, piece.hi)
+        for one in work.pieces(position, position + 1, alone=True)
+    ]
+    pool.pending.extendleft(reversed(alone))
 
 
-def load_failure(task: Task, what: str, error: BaseException) -> BaseException:
+def load_failure(work: Work, position: int, what: str, error: BaseException) -> BaseException:
     """Why an item (loaded in the worker) or its result (loaded here) could not be loaded."""
     where = "in the worker process" if what == "item" else "in the parent process"
-    kind = type(task.item).__name__ if what == "item" else "result"
+    kind = type(work.items[position]).__name__ if what == "item" else "result"
     hint = (
         "; a class defined in __main__ under `python -c`, in a REPL or a notebook cannot "
         "be imported by a worker: define it in a module"
@@ -264,7 +277,7 @@ def load_failure(task: Task, what: str, error: BaseException) -> BaseException:
         else ""
     )
     problem = pickle.UnpicklingError(
-        f"process mode could not load item #{task.index}'s {what} ({kind}) {where}: "
+        f"process mode could not load item #{work.index(position)}'s {what} ({kind}) {where}: "
         f"{type(error).__name__}: {error}{hint}"
     )
     problem.__cause__ = error

@@ -9,34 +9,16 @@ from collections.abc import Callable, Sequence
 from multiprocessing.context import BaseContext
 from typing import Any
 
-from poolkit._core._task import Task
-
 from ._child import worker_main
 from ._wire import STRIDE, KnownFunctions
+from ._work import Piece
 
 __all__ = [
-    "FINISHED",
-    "Entry",
     "WorkerHandle",
     "default_start_method",
     "kill_all",
     "preload_worker_module",
 ]
-
-FINISHED = object()  # a task's ticket once its attempt's result came back
-
-
-class Entry:
-    """One attempt sent to a worker, by ``seq`` (unique per backend)."""
-
-    __slots__ = ("alone", "number", "seq", "task", "worker")
-
-    def __init__(self, seq: int, task: Task, number: int) -> None:
-        self.seq = seq
-        self.task = task
-        self.number = number
-        self.worker: WorkerHandle | None = None
-        self.alone = False  # sent in a chunk of its own (its chunk could not be loaded)
 
 
 def preload_worker_module() -> None:
@@ -111,7 +93,7 @@ class WorkerHandle:
         budget: int | None,
     ) -> None:
         self.slot = slot
-        self.chunks: deque[list[Entry]] = deque()  # sent, oldest first
+        self.chunks: deque[Piece] = deque()  # sent, oldest first
         self.functions = KnownFunctions()  # what the child has loaded, in its LRU order
         self.dying = False  # being stopped on purpose
         self.gone = False  # its pipe broke: it died on its own; its sentinel will tell

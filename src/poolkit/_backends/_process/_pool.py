@@ -1,11 +1,13 @@
 """Process mode: worker processes that survive their own deaths.
 
-Small items are sent in chunks (sized so a chunk takes about ``_TARGET_CHUNK_SECONDS``)
-but crash, timeout and retry still act per item: each worker writes the ``seq`` and
-start time of the item it runs into shared memory, so when a worker dies the parent
-knows exactly which item killed it. That item gets ``WorkerCrashed``; the rest of its
-chunk runs again on another worker; the dead worker is replaced. A timed-out or
-stopped item's worker is terminated (then killed after a grace period) and replaced.
+What the engine hands over (a Run, or Tasks) becomes a ``Work`` (``_work.py``), sent
+in pieces (chunks sized so one takes about ``_TARGET_CHUNK_SECONDS``), yet crash,
+timeout and retry still act per item: each worker writes which item it runs (its
+chunk and position) and when it started into shared memory, so when a worker dies
+the parent knows exactly which item killed it. That item gets ``WorkerCrashed``; the
+rest of its chunk runs again on another worker; the dead worker is replaced. A
+timed-out or stopped item's worker is terminated (then killed after a grace period)
+and replaced.
 
 Threads in the parent: the engine's thread calls ``start``/``stop``; one ``Collector``
 thread per backend (``_collector.py``) reads results and watches the workers'
@@ -30,19 +32,13 @@ from poolkit._backends._chunks import ChunkSizer
 from poolkit._backends._pickling import dumps, why_unpicklable
 from poolkit._core._attempt import copy_error
 from poolkit._core._backend import Backend
-from poolkit._core._task import Task
+from poolkit._core._task import Run, Task
 from poolkit._errors import PoolkitError
 
 from ._collector import Collector
-from ._handle import (
-    FINISHED,
-    Entry,
-    WorkerHandle,
-    default_start_method,
-    kill_all,
-    preload_worker_module,
-)
-from ._wire import HALT, SEQ, STRIDE, TIME, FunctionTable
+from ._handle import WorkerHandle, default_start_method, kill_all, preload_worker_module
+from ._wire import HALT, MARK, STRIDE, TIME, FunctionTable, mark, split_mark
+from ._work import FINISHED, Piece, RunWork, TaskWork, Work
 
 __all__ = ["ProcessBackend"]
 
@@ -85,8 +81,11 @@ class ProcessBackend(Backend):
             methods = multiprocessing.get_all_start_methods()
             raise ValueError(f"start_method={method!r}: expected one of {methods}")
         self.capacity = 1 << 30  # the engine's max_in_flight is the real bound
+        self.runs = True
         # Enough items in flight to batch small tasks into chunks worth sending.
         self.default_in_flight = 64 * workers
+        # In runs: enough for every worker's chunks ahead at the largest chunk size.
+        self.default_run_in_flight = 2 * (_CHUNKS_AHEAD + 1) * _MAX_CHUNK * workers
         self._workers_wanted = workers
         self._context: BaseContext = multiprocessing.get_context(method)
         if method == "forkserver":
@@ -102,8 +101,8 @@ class ProcessBackend(Backend):
         self.slots: Any = self._context.RawArray("d", STRIDE * workers)
         self.lock = threading.RLock()
         self.workers: list[WorkerHandle | None] = [None] * workers
-        self.pending: deque[Entry] = deque()
-        self.entries: dict[int, Entry] = {}
+        self.pending: deque[Piece] = deque()  # not sent yet, in the order to send them
+        self.sent: dict[int, Piece] = {}  # by seq: sent, with outcomes still to come
         self._seq = itertools.count(1)
         self._functions = FunctionTable()
         self.broken: BaseException | None = None
@@ -120,80 +119,152 @@ class ProcessBackend(Backend):
         with self.lock:
             if self.closed:
                 raise RuntimeError("this process runner is closed")
-            job: Any = None
-            refused: BaseException | None = None
-            entries = self.entries
-            pending = self.pending
-            seq = self._seq
+            group: list[Task] = []
             for task in tasks:
-                if task.job is not job:
-                    job = task.job
-                    self._attempt_limit = job.timeout
-                    blob = self._functions.get(job)[1]
-                    refused = blob if isinstance(blob, Exception) else self.broken
-                if refused is not None:
-                    task.reply.put((task, task.attempts, False, copy_error(refused)))
-                    continue
-                entry = Entry(next(seq), task, task.attempts)
-                task.ticket = entry
-                entries[entry.seq] = entry
-                pending.append(entry)
+                if group and task.job is not group[0].job:
+                    self._take(TaskWork(group))
+                    group = []
+                group.append(task)
+            if group:
+                self._take(TaskWork(group))
             self.ensure_workers()
             self.dispatch()
 
+    def start_run(self, run: Run) -> None:
+        with self.lock:
+            if self.closed:
+                raise RuntimeError("this process runner is closed")
+            self._take(RunWork(run))
+            self.ensure_workers()
+            self.dispatch()
+
+    def _take(self, work: Work) -> None:
+        """Queue ``work``, or fail all of it when it cannot run."""
+        self._attempt_limit = work.job.timeout
+        blob = self._functions.get(work.job)[1]
+        refused = blob if isinstance(blob, Exception) else self.broken
+        if refused is not None:
+            for position in range(len(work.items)):
+                work.fail(position, copy_error(refused))
+            return
+        if isinstance(work, TaskWork):
+            for position, task in enumerate(work.tasks):
+                task.ticket = (work, position)
+        self.pending.append(Piece(work, 0, len(work.items)))
+
     def stop(self, tasks: Sequence[Task]) -> None:
         with self.lock:
-            stopping: set[WorkerHandle] = set()
             for task in tasks:
-                entry = task.ticket
-                if not isinstance(entry, Entry) or self.entries.get(entry.seq) is not entry:
-                    continue
-                del self.entries[entry.seq]
-                if entry.worker is None:
-                    try:
-                        self.pending.remove(entry)
-                    except ValueError:
-                        pass
-                else:
-                    stopping.add(entry.worker)
-            for worker in stopping:
-                self.terminate(worker)
+                ticket = task.ticket
+                if type(ticket) is tuple:
+                    work, position = ticket
+                    work.settled.add(position)
+                    self._drop(work, position, position + 1)
+
+    def stop_run(self, run: Run) -> list[tuple[int, bool]]:
+        with self.lock:
+            # Found through its pieces: a Run <-> RunWork cycle would keep every batch's
+            # function alive until the next full garbage collection.
+            pieces = [
+                p
+                for p in (*self.pending, *self.sent.values())
+                if isinstance(p.work, RunWork) and p.work.run is run
+            ]
+            if not pieces:
+                return []
+            work = pieces[0].work
+            assert isinstance(work, RunWork)
+            for piece in pieces:
+                if piece.worker is not None:
+                    self.slots[STRIDE * piece.worker.slot + HALT] = 1
+            unfinished = [
+                (position, self._started(piece, position))
+                for piece in pieces
+                for position in range(piece.lo + piece.done, piece.hi)
+            ]
+            work.stopped = True
+            self._drop(work, 0, len(work.items))
+            return unfinished
+
+    def _pieces_of(self, work: Work) -> list[Piece]:
+        """``work``'s pieces with outcomes still to come, pending or sent."""
+        return [p for p in (*self.pending, *self.sent.values()) if p.work is work]
+
+    def _drop(self, work: Work, lo: int, hi: int) -> None:
+        """Nobody wants positions ``lo … hi-1`` of ``work`` any more: unsend what is not
+        needed, and stop the workers running any of them."""
+        for piece in self._pieces_of(work):
+            if piece.hi <= lo or hi <= piece.lo + piece.done:
+                continue
+            if piece.worker is None:  # not sent: keep only what is still wanted
+                at = self.pending.index(piece)
+                del self.pending[at]
+                for part in reversed(work.pieces(piece.lo, piece.hi, alone=piece.alone)):
+                    self.pending.insert(at, part)
+            elif work.live(piece.lo + piece.done, piece.hi):
+                self.terminate(piece.worker)  # its other items are sent again
+            else:
+                del self.sent[piece.seq]
+                self.terminate(piece.worker)
 
     def can_stop(self, task: Task) -> bool:
         return True
 
     def started_at(self, task: Task) -> float | None:
-        entry = task.ticket
-        if not isinstance(entry, Entry) or entry.worker is None:
+        piece, position = self._find(task)
+        if piece is None or piece.worker is None:
             return None
-        slots, at = self.slots, STRIDE * entry.worker.slot
-        if slots[at + SEQ] != entry.seq:
+        slots, at = self.slots, STRIDE * piece.worker.slot
+        running = mark(piece.seq, position - piece.lo)
+        if slots[at + MARK] != running:
             return None  # not yet started, or finished with its result on the way
         started = float(slots[at + TIME])
-        return started if slots[at + SEQ] == entry.seq else None
+        return started if slots[at + MARK] == running else None
 
     def halt(self, tasks: Sequence[Task]) -> None:
         """Tell the workers running these attempts to start nothing more (a cut comes)."""
         for task in tasks:
-            entry = task.ticket
-            if isinstance(entry, Entry) and entry.worker is not None:
-                self.slots[STRIDE * entry.worker.slot + HALT] = 1
+            piece, _ = self._find(task)
+            if piece is not None and piece.worker is not None:
+                self.slots[STRIDE * piece.worker.slot + HALT] = 1
 
     def has_started(self, task: Task) -> bool:
         """True once the attempt began running in its worker (finished ones included)."""
-        entry = task.ticket
-        if entry is FINISHED:
+        if task.ticket is FINISHED:
             return True
-        if not isinstance(entry, Entry) or entry.worker is None:
+        piece, position = self._find(task)
+        return piece is not None and self._started(piece, position)
+
+    def _find(self, task: Task) -> tuple[Piece | None, int]:
+        """The piece holding ``task``'s attempt, and its position in its Work."""
+        ticket = task.ticket
+        if type(ticket) is not tuple:
+            return None, 0
+        work, position = ticket
+        for piece in self._pieces_of(work):
+            if piece.holds(work, position):
+                return piece, position
+        return None, position
+
+    def _started(self, piece: Piece, position: int) -> bool:
+        """True once the item at ``position`` (in ``piece``) began running."""
+        worker = piece.worker
+        if worker is None:
             return False
-        running = abs(self.slots[STRIDE * entry.worker.slot + SEQ])
-        for chunk in entry.worker.chunks:  # sent in this order, and run in it
-            for sent in chunk:
-                if sent is entry:
-                    return bool(running)
-                if sent.seq == running:
-                    return False
-        return False
+        if position < piece.lo + piece.done:
+            return True
+        value = self.slots[STRIDE * worker.slot + MARK]
+        if value == 0:
+            return False
+        seq, running = split_mark(value)
+        if seq == piece.seq:
+            return position - piece.lo <= running
+        # Chunks run in the order they were sent: ``piece`` ran if it comes before the
+        # one the worker is on (a chunk no longer listed is done, so came before both).
+        order = [sent.seq for sent in worker.chunks]
+        if seq not in order or piece.seq not in order:
+            return False
+        return order.index(piece.seq) < order.index(seq)
 
     def close(self) -> None:
         with self.lock:
@@ -202,7 +273,7 @@ class ProcessBackend(Backend):
             self.closed = True
             workers = [w for w in self.workers if w is not None]
         for worker in workers:
-            if worker.dying or any(self.entries.get(e.seq) is e for c in worker.chunks for e in c):
+            if worker.dying or any(self.sent.get(p.seq) is p for p in worker.chunks):
                 worker.process.kill()  # busy with work nobody waits for any more
                 continue
             try:
@@ -267,7 +338,8 @@ class ProcessBackend(Backend):
             ]
             if not ready:
                 return
-            size = self.sizer.size(pending[0].task.job, len(pending), len(ready))
+            waiting = sum(len(piece) for piece in pending)
+            size = self.sizer.size(pending[0].work.job, waiting, len(ready))
             for worker in sorted(ready, key=lambda w: len(w.chunks)):
                 if not pending:
                     return
@@ -277,59 +349,64 @@ class ProcessBackend(Backend):
         pending = self.pending
         if worker.budget is not None:
             size = min(size, worker.budget)
-        job = pending[0].task.job
-        key, blob = self._functions.get(job)
-        if pending[0].alone:
-            size = 1
-        chunk: list[Entry] = []
-        while pending and len(chunk) < size and pending[0].task.job is job:
-            chunk.append(pending.popleft())
+        piece = pending.popleft()
+        if len(piece) > size:  # send its first ``size`` items; the rest waits
+            rest = Piece(piece.work, piece.lo + size, piece.hi)
+            piece.hi = piece.lo + size
+            pending.appendleft(rest)
+        work = piece.work
+        key, blob = self._functions.get(work.job)
         try:
             if key in worker.functions:
                 worker.functions.use(key)
             else:
                 worker.tasks.send_bytes(dumps(("fn", key, blob)))
                 worker.functions.add(key, True)
-            message = self._pack(key, chunk)
-            if not chunk:
+            piece.seq = next(self._seq)
+            message = self._pack(key, piece)
+            if message is None:
                 return
             worker.tasks.send_bytes(message)
         except (OSError, ValueError):  # the worker is gone; its sentinel will tell
             # Not terminate(): it died on its own, and the item it was running must
             # be charged for it (a stop on purpose charges nobody). It takes no more work.
             worker.gone = True
-            pending.extendleft(reversed(chunk))
+            piece.seq = 0
+            pending.appendleft(piece)
             return
-        for entry in chunk:
-            entry.worker = worker
-        worker.chunks.append(chunk)
+        piece.worker = worker
+        self.sent[piece.seq] = piece
+        worker.chunks.append(piece)
         if worker.budget is not None:
-            worker.budget -= len(chunk)
+            worker.budget -= len(piece)
             if worker.budget <= 0:  # max_tasks_per_child reached: it retires after this chunk
                 try:
                     worker.tasks.send_bytes(dumps(None))
                 except OSError:
                     pass
 
-    def _pack(self, key: bytes, chunk: list[Entry]) -> bytes:
-        """The chunk message; items that cannot be pickled are failed and left out."""
+    def _pack(self, key: bytes, piece: Piece) -> bytes | None:
+        """The chunk message; None when an item cannot be pickled (then each of the
+        piece's items waits to be sent alone, and those that cannot pickle fail)."""
+        work = piece.work
+        items = work.items[piece.lo : piece.hi]
         try:
-            items = dumps([e.task.item for e in chunk])
-            return dumps(("chunk", key, [(e.seq, e.number) for e in chunk], items))
+            return dumps(("chunk", key, piece.seq, work.numbers(piece.lo, piece.hi), dumps(items)))
         except Exception:
             pass
-        for entry in list(chunk):
-            reason = why_unpicklable(entry.task.item)
-            if reason is not None:
-                chunk.remove(entry)
-                del self.entries[entry.seq]
-                error = TypeError(
-                    f"process mode could not pickle item #{entry.task.index} "
-                    f"({type(entry.task.item).__name__}) to send it to a worker: {reason}"
-                )
-                entry.task.reply.put((entry.task, entry.number, False, error))
-        items = dumps([e.task.item for e in chunk])
-        return dumps(("chunk", key, [(e.seq, e.number) for e in chunk], items))
+        alone = []
+        for position in range(piece.lo, piece.hi):
+            reason = why_unpicklable(work.items[position])
+            if reason is None:
+                alone.append(Piece(work, position, position + 1, alone=True))
+                continue
+            error = TypeError(
+                f"process mode could not pickle item #{work.index(position)} "
+                f"({type(work.items[position]).__name__}) to send it to a worker: {reason}"
+            )
+            work.fail(position, error)
+        self.pending.extendleft(reversed(alone))
+        return None
 
     # -- shared with the collector -------------------------------------------------
 
@@ -354,17 +431,12 @@ class ProcessBackend(Backend):
         if worker.terminate():
             self.wake()
 
-    def _fail_chunk(self, worker: WorkerHandle, error: Exception) -> None:
-        for chunk in worker.chunks:
-            for entry in chunk:
-                if self.entries.pop(entry.seq, None) is entry:
-                    entry.task.reply.put((entry.task, entry.number, False, copy_error(error)))
-        worker.chunks.clear()
-
     def fail_everything(self, error: BaseException) -> None:
-        for entry in list(self.entries.values()):
-            entry.task.reply.put((entry.task, entry.number, False, copy_error(error)))
-        self.entries.clear()
+        for piece in [*self.sent.values(), *self.pending]:
+            for position in range(piece.lo + piece.done, piece.hi):
+                if piece.work.live(position, position + 1):
+                    piece.work.fail(position, copy_error(error))
+        self.sent.clear()
         self.pending.clear()
         for worker in self.workers:
             if worker is not None:

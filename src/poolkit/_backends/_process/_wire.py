@@ -2,23 +2,27 @@
 
 Parent -> child, pickled tuples on the task pipe:
     ("fn", key, blob)                   the cloudpickled Job known from now on as ``key``
-    ("chunk", key, [(seq, n)...], items)  run these items with Job ``key``; ``items``
-                                        is the pickled list of items, loaded by the
-                                        child's main loop, so an item that cannot be
-                                        loaded fails its chunk's items, never the
-                                        thread that reads the pipe
+    ("chunk", key, seq, numbers, items) run these items with Job ``key``: the chunk
+                                        ``seq`` (a Piece); ``numbers`` are the attempt
+                                        numbers (one int when all are the same);
+                                        ``items`` is the pickled list of items, loaded
+                                        by the child's main loop, so an item that cannot
+                                        be loaded fails its chunk, never the thread that
+                                        reads the pipe
     None                                finish and exit
 Child -> parent, on the result pipe:
     ("ready",)                          the initializer finished
-    ("results", [(seq, ok, kind, data, started)...], busy_seconds)
-                                        ``kind`` 0: ``data`` is the value itself (simple
-                                        scalars); 1: its pickled bytes, loaded one by one
-                                        so one bad result fails only its own item;
-                                        ``started``: when the item began (the system-wide
-                                        monotonic clock), so ``elapsed`` leaves out the
-                                        time it waited in its chunk
-    ("unloadable", [seq...], error_package)
-                                        the chunk's items could not be loaded
+    ("results", seq, start, values, pickled, failed, began, ran, busy)
+                                        outcomes of chunk ``seq``'s items ``start …``,
+                                        in order: ``values`` (None where failed);
+                                        ``pickled``: None, or the positions whose value
+                                        is its pickled bytes, loaded one by one so one
+                                        bad result fails only its own item; ``failed``:
+                                        None or {k: error package}; ``began`` and
+                                        ``ran``: array('d') bytes, when each item began
+                                        (the system-wide monotonic clock) and how long
+                                        it ran; ``busy``: their sum
+    ("unloadable", seq, error_package)  the chunk's items could not be loaded
     ("init_failed", error_package)
 
 A Job's key is a digest of its pickled bytes, so a function redefined in ``__main__``
@@ -41,24 +45,44 @@ from poolkit._core._task import Job
 
 __all__ = [
     "HALT",
+    "INLINE",
     "KEPT",
-    "SEQ",
+    "MARK",
+    "SPAN",
     "STRIDE",
     "TIME",
     "FunctionTable",
     "KnownFunctions",
-    "pack_value",
-    "unpack_value",
+    "mark",
+    "split_mark",
 ]
 
 KEPT = 16  # functions a worker keeps loaded; more would only hold memory of old batches
 
-# Each worker's slot of shared memory: the seq of the item it runs (negative once that
-# item finished), when it started, and a halt flag the parent raises before a cut so
-# the worker starts nothing more (an item it starts after that would be "never started"
-# to the engine, yet would have run).
+# Each worker's slot of shared memory: MARK, which item it runs (``mark(seq, position)``,
+# negated once that item finished, 0 before its first), when that item started, and a
+# halt flag the parent raises before a cut so the worker starts nothing more (an item
+# it starts after that would be "never started" to the engine, yet would have run).
+# One double holds both seq and position, so the parent never reads half of a change.
 STRIDE = 3
-SEQ, TIME, HALT = 0, 1, 2
+MARK, TIME, HALT = 0, 1, 2
+SPAN = 1 << 20  # positions per chunk the mark can tell apart (chunks hold far fewer)
+
+
+def mark(seq: int, position: int) -> int:
+    """The MARK of item ``position`` of chunk ``seq`` while it runs.
+
+    Example:
+        >>> split_mark(mark(7, 3))
+        (7, 3)
+    """
+    return seq * SPAN + position
+
+
+def split_mark(value: float) -> tuple[int, int]:
+    """``(seq, position)`` of a MARK read from a slot (either sign)."""
+    seq, position = divmod(int(abs(value)), SPAN)
+    return seq, position
 
 
 class FunctionTable:
@@ -103,16 +127,5 @@ class KnownFunctions(OrderedDict[bytes, Any]):
             self.popitem(last=False)
 
 
-_INLINE = (int, float, str, bool, type(None))  # values that pickle and load without surprises
-
-
-def pack_value(value: Any) -> tuple[int, Any]:
-    """``(kind, data)`` of a result, as the child sends it; raises when it cannot pickle."""
-    if type(value) in _INLINE:
-        return 0, value
-    return 1, pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
-
-
-def unpack_value(kind: int, data: Any) -> Any:
-    """The value back in the parent; raises (anything) when it cannot be loaded."""
-    return data if kind == 0 else pickle.loads(data)
+# Values sent as they are in a results message; any other value is pickled on its own.
+INLINE = frozenset({int, float, str, bool, type(None), bytes})
