@@ -15,6 +15,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import bench_bigdata
 import bench_cold
 import bench_cpu
 import bench_dask
@@ -135,6 +136,7 @@ def main() -> None:
     cpu, _ = bench_cpu.speedup_table()
     cpu_workers, cpu_points = bench_cpu.by_workers()
     memory = bench_memory.main()
+    bigdata = bench_bigdata.main()
     io_lines, io_points = bench_download.main()
     dask = bench_dask.main()
     recovery = bench_recovery.main()
@@ -174,7 +176,7 @@ def main() -> None:
         "beside its idle pools' threads; a worker process runs alone, so one worker can "
         "beat serial slightly and 2 workers can show a little over 2.00x on 2 cores.",
     ]
-    text = header + cold + overhead + cpu + cpu_workers + recovery + memory
+    text = header + cold + overhead + cpu + cpu_workers + recovery + memory + bigdata
     text += io_lines + dask + notes + plots(overhead, cpu_points, io_points)
     minutes = (time.perf_counter() - started) / 60
     body = "\n".join(text).replace("{minutes}", f"{minutes:.0f}")

@@ -72,6 +72,9 @@ class ScriptedBackend(Backend):
     live: dict[tuple[int, int], Attempt] = field(default_factory=dict)
     in_runs: dict[int, tuple[Run, int]] = field(default_factory=dict)  # index -> run, position
 
+    def takes_runs(self, job: Job) -> bool:
+        return self.runs
+
     def start_run(self, run: Run) -> None:
         now = self.clock.now()
         for position, item in enumerate(run.items):
@@ -83,14 +86,17 @@ class ScriptedBackend(Backend):
             self.live[(index, 1)] = attempt
             self.in_runs[index] = (run, position)
 
-    def stop_run(self, run: Run) -> list[tuple[int, bool]]:
-        unfinished = []
-        for position in range(len(run.items)):
-            attempt = self.live.pop((run.first + position, 1), None)
-            if attempt is not None:
-                attempt.stopped = True
-                unfinished.append((position, attempt.running_from is not None))
-        return unfinished
+    def stop_runs(self, runs: Sequence[Run]) -> list[list[tuple[int, bool]]]:
+        answers = []
+        for run in runs:
+            unfinished = []
+            for position in range(len(run.items)):
+                attempt = self.live.pop((run.first + position, 1), None)
+                if attempt is not None:
+                    attempt.stopped = True
+                    unfinished.append((position, attempt.running_from is not None))
+            answers.append(unfinished)
+        return answers
 
     def start(self, tasks: Sequence[Task]) -> None:
         singles = [key for key in self.live if not (key[1] == 1 and key[0] in self.in_runs)]
@@ -123,7 +129,7 @@ class ScriptedBackend(Backend):
         attempt = self.live.pop((index, number), None)
         if number == 1 and index in self.in_runs:
             if attempt is None:
-                return  # a run's stopped item posts nothing (stop_run's promise)
+                return  # a run's stopped item posts nothing (stop_runs' promise)
             run, position = self.in_runs[index]
             elapsed = array("d", [self.clock.now() - attempt.started])
             done = RunDone(

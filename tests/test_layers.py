@@ -15,7 +15,16 @@ import pytest
 import poolkit
 
 ROOT = Path(poolkit.__file__).parent
-VALUES = {"_errors", "_results", "_summary", "_policies", "_options", "_progress", "_stream"}
+VALUES = {
+    "_errors",
+    "_results",
+    "_summary",
+    "_policies",
+    "_options",
+    "_progress",
+    "_shared",
+    "_stream",
+}
 
 
 def _module_name(path: Path) -> str:

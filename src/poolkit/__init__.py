@@ -35,6 +35,7 @@ if _typing.TYPE_CHECKING:
     from ._runners._executor import ExecutorRunner
     from ._runners._pool import runner
     from ._runners._protocol import Runner
+    from ._shared import Shared, shared
     from ._stream import AsyncResultStream, ResultStream
     from ._summary import Summary
 
@@ -58,6 +59,7 @@ __all__ = [
     "Results",
     "Retry",
     "Runner",
+    "Shared",
     "Summary",
     "TaskTimeout",
     "WorkerCrashed",
@@ -65,6 +67,7 @@ __all__ = [
     "astream",
     "run_all",
     "runner",
+    "shared",
     "stream",
     "worker_id",
     "worker_state",
@@ -92,6 +95,7 @@ _WHERE = {
     "Results": "._results",
     "Retry": "._policies",
     "Runner": "._runners._protocol",
+    "Shared": "._shared",
     "Summary": "._summary",
     "TaskTimeout": "._errors",
     "WorkerCrashed": "._errors",
@@ -99,6 +103,7 @@ _WHERE = {
     "astream": "._api",
     "run_all": "._api",
     "runner": "._runners._pool",
+    "shared": "._shared",
     "stream": "._api",
     "worker_id": "._core._attempt",
     "worker_state": "._core._attempt",

@@ -9,6 +9,13 @@ Whether a batch's function is a coroutine function is decided once, in its ``Job
 The loop is one worker for ``worker_state()`` and the ``initializer`` (run once, on
 the loop, before the first attempt); ``worker_id()`` is the concurrency slot
 (0 … workers-1) the attempt holds.
+
+Runs (the engine's bulk lane, for coroutine functions) are served by long-lived lane
+coroutines, each holding one of the ``workers`` slots and taking the next position of
+the oldest run until none is left: no asyncio task per item. Outcomes are gathered and
+posted once per loop iteration, in groups of consecutive positions. Tasks (retries,
+and batches with a timeout) take slots too, and a lane gives its slot up between items
+when one is waiting, so at most ``workers`` attempts run at any moment.
 """
 
 from __future__ import annotations
@@ -16,17 +23,21 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from array import array
+from collections import deque
 from collections.abc import Callable, Sequence
+from inspect import isawaitable
 from typing import Any
 
 from poolkit._core._attempt import (
+    ATTEMPT,
     WorkerContext,
     copy_error,
     initializer_failure,
     run_attempt_async,
 )
 from poolkit._core._backend import Backend
-from poolkit._core._task import Task
+from poolkit._core._task import Job, Run, RunDone, Task
 
 from ._thread import ThreadBackend
 
@@ -46,6 +57,7 @@ class AsyncBackend(Backend):
     ) -> None:
         self.capacity = workers
         self.default_in_flight = 2 * workers
+        self.default_run_in_flight = 8 * workers  # runs: enough to keep every lane busy
         self._own_thread: threading.Thread | None = None
         if loop is None:
             loop = asyncio.new_event_loop()
@@ -60,7 +72,16 @@ class AsyncBackend(Backend):
         )
         self._last_tick = time.monotonic()  # the loop's heartbeat: is it free to cancel?
         self._state: dict[str, Any] = {}
+        self._workers = workers
         self._free_ids = list(range(workers - 1, -1, -1))
+        self._busy = 0  # slots held, by lanes and by task attempts
+        self._waiters: deque[asyncio.Future[None]] = deque()  # tasks waiting for a slot
+        self._cursors: deque[_Cursor] = deque()  # runs with positions not yet taken
+        self._open: set[_Cursor] = set()  # runs with outcomes not yet posted
+        self._lock = threading.Lock()  # cursors are read by the engine's thread too
+        self._flush_due = False
+        self._outcomes: list[_Cursor] = []  # cursors with outcomes waiting to be posted
+        self._lanes: list[list[Any]] = []  # each lane's [cursor, position, task] now
         self._initializer = initializer
         self._initargs = tuple(initargs)
         self._broken: BaseException | None = None
@@ -84,6 +105,53 @@ class AsyncBackend(Backend):
                 self._spawn(coroutines)
             else:
                 self._loop.call_soon_threadsafe(self._spawn, coroutines)
+
+    def takes_runs(self, job: Job) -> bool:
+        return job.is_async
+
+    def start_run(self, run: Run) -> None:
+        if self._initializer is not None:
+            self._initialize()
+        cursor = _Cursor(run)
+        with self._lock:
+            self._cursors.append(cursor)
+            self._open.add(cursor)
+        if threading.get_ident() == self._loop_thread_id:
+            self._open_lanes()
+        else:
+            self._loop.call_soon_threadsafe(self._open_lanes)
+
+    def stop_runs(self, runs: Sequence[Run]) -> list[list[tuple[int, bool]]]:
+        answers: list[list[tuple[int, bool]]] = []
+        lanes: list[tuple[list[Any], _Cursor, int]] = []
+        with self._lock:  # all at once: a lane let go of one run cannot start another
+            for run in runs:
+                cursor = next((c for c in self._open if c.run is run), None)
+                if cursor is None or cursor.stopped:
+                    answers.append([])
+                    continue
+                self._post_locked(cursor)  # what finished keeps its outcome
+                cursor.stopped = True
+                self._open.discard(cursor)
+                mine = [here for here in self._lanes if here[0] is cursor]
+                lanes += [(here, cursor, here[1]) for here in mine]
+                unfinished = sorted((here[1], True) for here in mine)
+                unfinished += [(p, False) for p in range(cursor.next, cursor.size)]
+                cursor.next = cursor.size
+                answers.append(unfinished)
+        if lanes:
+            if threading.get_ident() == self._loop_thread_id:
+                self._cancel_lanes(lanes)
+            else:
+                self._loop.call_soon_threadsafe(self._cancel_lanes, lanes)
+        return answers
+
+    def _cancel_lanes(self, lanes: list[tuple[list[Any], _Cursor, int]]) -> None:
+        """(On the loop.) Cancel each lane still on the item it was stopped at (one that
+        moved on meanwhile runs someone else's item now)."""
+        for here, cursor, position in lanes:
+            if here[0] is cursor and here[1] == position:
+                here[2].cancel()
 
     def can_stop(self, task: Task) -> bool:
         """A coroutine can be cancelled, unless it blocks its loop (then it is abandoned)."""
@@ -150,22 +218,203 @@ class AsyncBackend(Backend):
     async def _run(self, task: Task, number: int) -> None:
         if not task.running or task.attempts != number:
             return
+        await self._acquire()
         worker = self._free_ids.pop() if self._free_ids else 0
-        WorkerContext(worker, self._state).enter()  # this asyncio task's own context
-        task.started = time.monotonic()
         try:
-            if self._broken is not None:
-                ok, payload = False, copy_error(self._broken)
-            else:
-                ok, payload = await run_attempt_async(task.job, task.item, number)
-        except asyncio.CancelledError:
-            if task.running and task.attempts == number:
-                # Cancelled by someone other than poolkit: report it as the item's error.
-                task.reply.put((task, number, False, asyncio.CancelledError()))
-            return
+            if not task.running or task.attempts != number:
+                return
+            WorkerContext(worker, self._state).enter()  # this asyncio task's own context
+            task.started = time.monotonic()
+            try:
+                if self._broken is not None:
+                    ok, payload = False, copy_error(self._broken)
+                else:
+                    ok, payload = await run_attempt_async(task.job, task.item, number)
+            except asyncio.CancelledError:
+                if task.running and task.attempts == number:
+                    # Cancelled by someone other than poolkit: report it as the item's error.
+                    task.reply.put((task, number, False, asyncio.CancelledError()))
+                return
+            task.reply.put((task, number, ok, payload))
         finally:
             self._free_ids.append(worker)
-        task.reply.put((task, number, ok, payload))
+            self._release()
+
+    # -- slots: at most ``workers`` attempts at once, lanes and tasks together ----------
+
+    async def _acquire(self) -> None:
+        if self._busy < self._workers and not self._waiters:
+            self._busy += 1
+            return
+        waiter = self._loop.create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter  # the slot is handed over by _release
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # handed over just as we were cancelled: pass it on
+            raise
+
+    def _release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot passes to it
+                return
+        self._busy -= 1
+        self._open_lanes()
+
+    # -- runs -------------------------------------------------------------------------
+
+    def _open_lanes(self) -> None:
+        """Start lanes while slots are free and runs have positions left (on the loop)."""
+        while self._busy < self._workers and not self._waiters:
+            with self._lock:
+                if not any(c.next < c.size for c in self._cursors):
+                    return
+            self._busy += 1
+            self._loop.create_task(self._lane())
+
+    async def _lane(self) -> None:
+        """Take the next position of the oldest run, run it, until none is left or a
+        task waits for the slot. (``run_attempt_async``'s body, inlined: this is the
+        per-item path of async mode, and a run's items are all on their first attempt.)"""
+        worker = self._free_ids.pop() if self._free_ids else 0
+        WorkerContext(worker, self._state).enter()
+        ATTEMPT.set(1)
+        here: list[Any] = [None, -1, asyncio.current_task()]  # cursor, position, this lane
+        with self._lock:
+            self._lanes.append(here)
+        lock = self._lock
+        monotonic = time.monotonic
+        cursors = self._cursors
+        done: tuple[_Cursor, int, bool, Any, float] | None = None  # the item just run
+        count = 0
+        serving: _Cursor | None = None
+        items: list[Any] = []
+        fn: Callable[..., Any] = len
+        star = False
+        try:
+            while True:
+                with lock:
+                    if done is not None:
+                        cursor = done[0]
+                        if not cursor.stopped:  # else nobody wants it any more
+                            cursor.outcomes.append(done[1:])
+                            if not cursor.waiting:
+                                self._schedule_post(cursor)
+                        done = None
+                    if self._waiters:
+                        return
+                    while cursors and cursors[0].next >= cursors[0].size:
+                        cursors.popleft()
+                    if not cursors:
+                        return
+                    cursor = cursors[0]
+                    position = cursor.next
+                    cursor.next += 1
+                    here[0] = cursor
+                    here[1] = position
+                if cursor is not serving:
+                    serving, items, fn, star = cursor, cursor.run.items, cursor.fn, cursor.star
+                count += 1
+                if count & 255 == 0:  # a coroutine that never suspends must not starve the loop
+                    await asyncio.sleep(0)
+                began = monotonic()
+                try:
+                    if self._broken is not None:
+                        raise copy_error(self._broken)
+                    value = fn(*items[position]) if star else fn(items[position])
+                    if isawaitable(value):
+                        value = await value
+                    done = (cursor, position, True, value, monotonic() - began)
+                except asyncio.CancelledError:
+                    with lock:
+                        if cursor.stopped:  # poolkit's own cancel: go on with another item
+                            uncancel = getattr(here[2], "uncancel", None)
+                            if uncancel is not None:
+                                uncancel()
+                            continue
+                        cursor.outcomes.append((position, False, asyncio.CancelledError(), 0.0))
+                        self._schedule_post(cursor)
+                    raise
+                except BaseException as error:  # the engine decides what it means
+                    done = (cursor, position, False, error, monotonic() - began)
+        finally:
+            with lock:
+                if done is not None and not done[0].stopped:
+                    done[0].outcomes.append(done[1:])
+                    self._schedule_post(done[0])
+                here[0] = None
+                self._lanes.remove(here)
+            self._free_ids.append(worker)
+            self._release()
+
+    def _schedule_post(self, cursor: _Cursor) -> None:
+        """(Lock held.) Post the cursor's outcomes at the end of this loop iteration."""
+        if not cursor.waiting:
+            self._outcomes.append(cursor)
+            cursor.waiting = True
+        if not self._flush_due:
+            self._flush_due = True
+            self._loop.call_soon(self._post_all)
+
+    def _post_all(self) -> None:
+        with self._lock:
+            self._flush_due = False
+            cursors, self._outcomes = self._outcomes, []
+            for cursor in cursors:
+                self._post_locked(cursor)
+
+    def _post_locked(self, cursor: _Cursor) -> None:
+        """(Lock held.) Post what the cursor has, in groups of consecutive positions."""
+        cursor.waiting = False
+        for done in cursor.drain():
+            cursor.run.reply.put(done)
+        if cursor.finished():
+            self._open.discard(cursor)
+
+
+class _Cursor:
+    """A run being served: the next position to take, and outcomes not yet posted (as
+    ``(position, ok, value or error, seconds)``)."""
+
+    __slots__ = ("fn", "next", "outcomes", "posted", "run", "size", "star", "stopped", "waiting")
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.size = len(run.items)
+        self.fn = run.job.fn
+        self.star = run.job.star
+        self.next = 0
+        self.stopped = False
+        self.waiting = False  # listed for the next post
+        self.posted = 0
+        self.outcomes: list[tuple[int, bool, Any, float]] = []
+
+    def finished(self) -> bool:
+        return self.stopped or self.posted == len(self.run.items)
+
+    def drain(self) -> list[RunDone]:
+        """RunDone messages for the outcomes gathered, one per run of consecutive positions."""
+        outcomes, self.outcomes = self.outcomes, []
+        outcomes.sort(key=_first)
+        self.posted += len(outcomes)
+        messages: list[RunDone] = []
+        start = 0
+        for end in range(1, len(outcomes) + 1):
+            if end == len(outcomes) or outcomes[end][0] != outcomes[end - 1][0] + 1:
+                group = outcomes[start:end]
+                values = [p if ok else None for _, ok, p, _ in group]
+                failed = {k: p for k, (_, ok, p, _) in enumerate(group) if not ok} or None
+                elapsed = array("d", [s for *_, s in group])
+                messages.append(RunDone(self.run, group[0][0], values, failed, elapsed))
+                start = end
+        return messages
+
+
+def _first(outcome: tuple[int, bool, Any, float]) -> int:
+    return outcome[0]
 
 
 _TICK = 0.05  # the heartbeat of poolkit's own loop

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from ._task import Run, Task
+from ._task import Job, Run, Task
 
 __all__ = ["Backend"]
 
@@ -26,9 +26,6 @@ class Backend(ABC):
     #: engine then hands work over in bulk when no limit needs exact start times
     #: (no timeout, no rate limit), instead of one item per completion.
     queues: bool = False
-    #: True when the backend takes Runs (``start_run``/``stop_run``): the engine's bulk
-    #: lane, used when no limit needs each item's own start. See ``Run``.
-    runs: bool = False
     #: The default bound on items in flight in the bulk lane (None: ``default_in_flight``).
     default_run_in_flight: int | None = None
 
@@ -55,15 +52,21 @@ class Backend(ABC):
         """True when the attempt began running at some point (a cut counts it as run)."""
         return self.started_at(task) is not None
 
+    def takes_runs(self, job: Job) -> bool:
+        """True when the backend takes Runs of ``job`` (``start_run``/``stop_runs``): the
+        engine's bulk lane, used when no limit needs each item's own start (see ``Run``)."""
+        return False
+
     def start_run(self, run: Run) -> None:
         """Begin the items of ``run``; post ``RunDone`` messages to ``run.reply``."""
         raise NotImplementedError(f"{type(self).__name__} does not take runs")
 
-    def stop_run(self, run: Run) -> list[tuple[int, bool]]:
-        """Stop what is left of ``run``: nothing more of it is posted after this returns.
+    def stop_runs(self, runs: Sequence[Run]) -> list[list[tuple[int, bool]]]:
+        """Stop what is left of ``runs``, all at once: nothing more of them is posted, and
+        no item of one starts while another is being stopped.
 
-        Returns the positions in ``run.items`` with no outcome posted yet, each with
-        whether it had begun running (a cut counts its attempt).
+        Returns, per run, the positions in ``run.items`` with no outcome posted yet,
+        each with whether it had begun running (a cut counts its attempt).
         """
         raise NotImplementedError(f"{type(self).__name__} does not take runs")
 

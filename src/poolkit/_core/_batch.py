@@ -73,19 +73,31 @@ def _outputs(plan: Plan) -> Generator[Ok[Any] | Err | OkRun, None, None]:
 
 async def abatch(plan: Plan) -> AsyncIterator[Ok[Any] | Err]:
     """The same as ``batch``, inside the running event loop."""
-    import asyncio
-
-    inbox = AsyncInbox(asyncio.get_running_loop())
-    engine, unsubscribe = _engine(inbox, plan)
-    observer = plan.observer
+    outputs = _aoutputs(plan)
     try:
-        async for output in adrive(engine, inbox):
-            _observe(observer, output)
+        async for output in outputs:
             if isinstance(output, OkRun):
                 for result in output.results():
                     yield result
             else:
                 yield output
+    finally:
+        await outputs.aclose()  # type: ignore[attr-defined]
+
+
+async def _aoutputs(plan: Plan) -> AsyncIterator[Ok[Any] | Err | OkRun]:
+    """``_outputs`` inside the running event loop."""
+    import asyncio
+
+    inbox = AsyncInbox(asyncio.get_running_loop())
+    engine, unsubscribe = _engine(inbox, plan)
+    observer = plan.observer
+    idle = observer.idle
+    try:
+        async for output in adrive(engine, inbox):
+            if not idle:
+                _observe(observer, output)
+            yield output
     finally:
         unsubscribe()
         plan.release()
@@ -159,7 +171,7 @@ def collect(plan: Plan) -> Results[Any]:
 async def acollect(plan: Plan) -> Results[Any]:
     """``collect`` inside the running event loop."""
     collector = Collector()
-    results = abatch(plan)
+    results = _aoutputs(plan)
     try:
         async for result in results:
             collector.add(result)

@@ -51,7 +51,7 @@ class Source:
     def __init__(self, items: Any, job: Job, reply: Inbox) -> None:
         self._iterator: Iterator[Any] = iter(items)
         self._sized = self.sized = hasattr(items, "__len__")
-        self._job = job
+        self._job = self.job = job
         self._reply = reply
         self.taken = 0
         self.exhausted = False
@@ -123,8 +123,8 @@ class Engine:
         # The bulk lane (see Run): only for a sized input, whose items all exist already;
         # a generator may be producing its items in answer to the results.
         self._bulk = (
-            backend.runs
-            and getattr(source, "sized", False)
+            getattr(source, "sized", False)
+            and backend.takes_runs(source.job)
             and policies.timeout is None
             and policies.rate_limit is None
             and (hooks is None or hooks.on_start is None)
@@ -222,8 +222,8 @@ class Engine:
         if running:
             self._backend.stop(running)
         runs, self._runs = self._runs, set()
-        for run in runs:
-            self._backend.stop_run(run)
+        if runs:
+            self._backend.stop_runs(list(runs))
 
     # -- starting attempts ------------------------------------------------------------
 
@@ -459,8 +459,10 @@ class Engine:
             attempts = task.attempts - (task in never_ran)
             elapsed = now - task.first_start if attempts else 0.0
             self._finish(task, Err(make_error(), task.item, task.index, attempts, elapsed))
-        for run in sorted(self._runs, key=lambda r: r.first):
-            for position, started in self._backend.stop_run(run):
+        runs = sorted(self._runs, key=lambda r: r.first)
+        answers = self._backend.stop_runs(runs) if runs else []
+        for run, unfinished in zip(runs, answers, strict=True):
+            for position, started in unfinished:
                 elapsed = now - run.dispatched if started else 0.0
                 index = run.first + position  # (the bulk lane is never ordered)
                 self.out.append(

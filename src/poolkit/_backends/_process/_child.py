@@ -26,6 +26,7 @@ from poolkit._core import _attempt
 from poolkit._core._attempt import WorkerContext, run_attempt
 from poolkit._core._task import Job
 
+from ._buffers import close_mapping, load_items
 from ._wire import HALT, INLINE, MARK, STRIDE, TIME, KnownFunctions, mark
 
 __all__ = ["FLUSH_AFTER", "worker_main"]
@@ -71,11 +72,11 @@ def worker_main(
         if message[0] == "fn":
             functions.add(message[1], _load_job(message[2]))
             continue
-        _, key, seq, numbers, blob = message
+        _, key, seq, numbers, blob, where = message
         functions.use(key)
         job = functions[key]
         try:
-            items = pickle.loads(blob)
+            items, mapping = load_items(blob, where)
         except BaseException as error:  # user data: a class of __main__, a bad __setstate__
             outbox.flush()
             results.send_bytes(dumps(("unloadable", seq, pack_error(error))))
@@ -96,7 +97,9 @@ def worker_main(
             add(ok, payload, began, monotonic() - began)
             del item, payload
         outbox.flush()
+        item = None  # (still bound after a halt)
         del message, items, blob  # nothing of a finished chunk stays alive
+        close_mapping(mapping)
 
 
 class _Outbox:

@@ -200,7 +200,7 @@ def _results(
     ran.frombytes(ran_bytes)
     piece.done = start + len(values)
     if piece.done >= len(piece):
-        del pool.sent[seq]
+        pool.forget(piece)
     work.post(piece.lo + start, values, errors, began, ran)
     chunks = worker.chunks
     while chunks and pool.sent.get(chunks[0].seq) is not chunks[0]:
@@ -220,7 +220,7 @@ def _bury(pool: ProcessBackend, worker: WorkerHandle) -> None:
     for piece in worker.chunks:
         if pool.sent.get(piece.seq) is not piece:
             continue
-        del pool.sent[piece.seq]
+        pool.forget(piece)
         work, lo = piece.work, piece.lo + piece.done
         # A worker killed by close() (or by a stop) charges nobody: its items end
         # as the engine says (Cancelled), not as WorkerCrashed.
@@ -248,9 +248,10 @@ def _bury(pool: ProcessBackend, worker: WorkerHandle) -> None:
 
 def _unloadable(pool: ProcessBackend, seq: int, error: BaseException) -> None:
     """A chunk's items could not be loaded in the worker: find the one that cannot."""
-    piece = pool.sent.pop(seq, None)
+    piece = pool.sent.get(seq)
     if piece is None:
         return
+    pool.forget(piece)
     if piece.worker is not None and piece in piece.worker.chunks:
         piece.worker.chunks.remove(piece)
     work = piece.work

@@ -32,9 +32,10 @@ from poolkit._backends._chunks import ChunkSizer
 from poolkit._backends._pickling import dumps, why_unpicklable
 from poolkit._core._attempt import copy_error
 from poolkit._core._backend import Backend
-from poolkit._core._task import Run, Task
+from poolkit._core._task import Job, Run, Task
 from poolkit._errors import PoolkitError
 
+from ._buffers import pack_items
 from ._collector import Collector
 from ._handle import WorkerHandle, default_start_method, kill_all, preload_worker_module
 from ._wire import HALT, MARK, STRIDE, TIME, FunctionTable, mark, split_mark
@@ -81,7 +82,6 @@ class ProcessBackend(Backend):
             methods = multiprocessing.get_all_start_methods()
             raise ValueError(f"start_method={method!r}: expected one of {methods}")
         self.capacity = 1 << 30  # the engine's max_in_flight is the real bound
-        self.runs = True
         # Enough items in flight to batch small tasks into chunks worth sending.
         self.default_in_flight = 64 * workers
         # In runs: enough for every worker's chunks ahead at the largest chunk size.
@@ -94,7 +94,7 @@ class ProcessBackend(Backend):
         self._initargs = tuple(initargs)
         self._max_tasks = max_tasks_per_child
         self.sizer = ChunkSizer(
-            chunksize, target=_TARGET_CHUNK_SECONDS, largest=_MAX_CHUNK, first=8
+            chunksize, target=_TARGET_CHUNK_SECONDS, largest=_MAX_CHUNK, first=1
         )
         self._init_limit = initializer_timeout
         self._attempt_limit: float | None = None  # the latest batch's timeout, for start-up
@@ -130,6 +130,9 @@ class ProcessBackend(Backend):
             self.ensure_workers()
             self.dispatch()
 
+    def takes_runs(self, job: Job) -> bool:
+        return True
+
     def start_run(self, run: Run) -> None:
         with self.lock:
             if self.closed:
@@ -161,30 +164,37 @@ class ProcessBackend(Backend):
                     work.settled.add(position)
                     self._drop(work, position, position + 1)
 
-    def stop_run(self, run: Run) -> list[tuple[int, bool]]:
+    def stop_runs(self, runs: Sequence[Run]) -> list[list[tuple[int, bool]]]:
         with self.lock:
-            # Found through its pieces: a Run <-> RunWork cycle would keep every batch's
-            # function alive until the next full garbage collection.
-            pieces = [
-                p
-                for p in (*self.pending, *self.sent.values())
-                if isinstance(p.work, RunWork) and p.work.run is run
+            # Found through their pieces: a Run <-> RunWork cycle would keep every
+            # batch's function alive until the next full garbage collection.
+            found = [
+                [
+                    p
+                    for p in (*self.pending, *self.sent.values())
+                    if isinstance(p.work, RunWork) and p.work.run is run
+                ]
+                for run in runs
             ]
-            if not pieces:
-                return []
-            work = pieces[0].work
-            assert isinstance(work, RunWork)
-            for piece in pieces:
-                if piece.worker is not None:
-                    self.slots[STRIDE * piece.worker.slot + HALT] = 1
-            unfinished = [
-                (position, self._started(piece, position))
-                for piece in pieces
-                for position in range(piece.lo + piece.done, piece.hi)
-            ]
-            work.stopped = True
-            self._drop(work, 0, len(work.items))
-            return unfinished
+            for pieces in found:  # first halt them all: no worker starts another
+                for piece in pieces:
+                    if piece.worker is not None:
+                        self.slots[STRIDE * piece.worker.slot + HALT] = 1
+            answers: list[list[tuple[int, bool]]] = []
+            for pieces in found:
+                answers.append(
+                    [
+                        (position, self._started(piece, position))
+                        for piece in pieces
+                        for position in range(piece.lo + piece.done, piece.hi)
+                    ]
+                )
+                if pieces:
+                    work = pieces[0].work
+                    assert isinstance(work, RunWork)
+                    work.stopped = True
+                    self._drop(work, 0, len(work.items))
+            return answers
 
     def _pieces_of(self, work: Work) -> list[Piece]:
         """``work``'s pieces with outcomes still to come, pending or sent."""
@@ -204,7 +214,7 @@ class ProcessBackend(Backend):
             elif work.live(piece.lo + piece.done, piece.hi):
                 self.terminate(piece.worker)  # its other items are sent again
             else:
-                del self.sent[piece.seq]
+                self.forget(piece)
                 self.terminate(piece.worker)
 
     def can_stop(self, task: Task) -> bool:
@@ -290,6 +300,11 @@ class ProcessBackend(Backend):
         self.wake()
         if self._collector is not None and self._collector is not threading.current_thread():
             self._collector.join(5.0)
+        with self.lock:  # (the pieces stay listed: a batch still ending asks about them)
+            for piece in self.sent.values():
+                if piece.segment is not None:
+                    piece.segment.release()
+                    piece.segment = None
         for worker in workers:
             worker.close_pipes()
             try:
@@ -371,6 +386,7 @@ class ProcessBackend(Backend):
             # Not terminate(): it died on its own, and the item it was running must
             # be charged for it (a stop on purpose charges nobody). It takes no more work.
             worker.gone = True
+            self.forget(piece)
             piece.seq = 0
             pending.appendleft(piece)
             return
@@ -389,9 +405,10 @@ class ProcessBackend(Backend):
         """The chunk message; None when an item cannot be pickled (then each of the
         piece's items waits to be sent alone, and those that cannot pickle fail)."""
         work = piece.work
-        items = work.items[piece.lo : piece.hi]
+        numbers = work.numbers(piece.lo, piece.hi)
         try:
-            return dumps(("chunk", key, piece.seq, work.numbers(piece.lo, piece.hi), dumps(items)))
+            blob, where, piece.segment = pack_items(work.items[piece.lo : piece.hi])
+            return dumps(("chunk", key, piece.seq, numbers, blob, where))
         except Exception:
             pass
         alone = []
@@ -431,12 +448,22 @@ class ProcessBackend(Backend):
         if worker.terminate():
             self.wake()
 
+    def forget(self, piece: Piece) -> None:
+        """``piece`` is done with (its outcomes are in, or it is dropped or sent again):
+        release its shared memory."""
+        if self.sent.get(piece.seq) is piece:
+            del self.sent[piece.seq]
+        if piece.segment is not None:
+            piece.segment.release()
+            piece.segment = None
+
     def fail_everything(self, error: BaseException) -> None:
         for piece in [*self.sent.values(), *self.pending]:
             for position in range(piece.lo + piece.done, piece.hi):
                 if piece.work.live(position, position + 1):
                     piece.work.fail(position, copy_error(error))
-        self.sent.clear()
+        for piece in list(self.sent.values()):
+            self.forget(piece)
         self.pending.clear()
         for worker in self.workers:
             if worker is not None:

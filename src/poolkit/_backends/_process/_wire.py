@@ -2,13 +2,16 @@
 
 Parent -> child, pickled tuples on the task pipe:
     ("fn", key, blob)                   the cloudpickled Job known from now on as ``key``
-    ("chunk", key, seq, numbers, items) run these items with Job ``key``: the chunk
+    ("chunk", key, seq, numbers, items, where)
+                                        run these items with Job ``key``: the chunk
                                         ``seq`` (a Piece); ``numbers`` are the attempt
                                         numbers (one int when all are the same);
-                                        ``items`` is the pickled list of items, loaded
-                                        by the child's main loop, so an item that cannot
-                                        be loaded fails its chunk, never the thread that
-                                        reads the pipe
+                                        ``items`` is the pickled list of items (protocol
+                                        5), loaded by the child's main loop, so an item
+                                        that cannot be loaded fails its chunk, never the
+                                        thread that reads the pipe; ``where``: None, or
+                                        the shared memory holding its large buffers
+                                        (``_buffers.py``)
     None                                finish and exit
 Child -> parent, on the result pipe:
     ("ready",)                          the initializer finished
@@ -42,6 +45,7 @@ from typing import Any
 import cloudpickle
 
 from poolkit._core._task import Job
+from poolkit._shared import pickling_for_local_workers
 
 __all__ = [
     "HALT",
@@ -100,7 +104,8 @@ class FunctionTable:
             try:
                 # cloudpickle always: it sends functions of __main__ by value, which a
                 # worker could not import by name.
-                blob = cloudpickle.dumps(job, pickle.HIGHEST_PROTOCOL)
+                with pickling_for_local_workers():  # a poolkit.shared goes by reference
+                    blob = cloudpickle.dumps(job, pickle.HIGHEST_PROTOCOL)
                 key = hashlib.blake2b(blob, digest_size=16).digest()
                 known = (key, blob)
             except Exception as error:

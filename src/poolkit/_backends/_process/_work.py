@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from poolkit._core._task import Job, Run, RunDone, Task
 
 if TYPE_CHECKING:
+    from ._buffers import Segment
     from ._handle import WorkerHandle
 
 __all__ = ["FINISHED", "Piece", "RunWork", "TaskWork", "Work"]
@@ -162,7 +163,7 @@ class Piece:
     ``done`` (how many from ``lo`` have been received) says which are known.
     """
 
-    __slots__ = ("alone", "done", "hi", "lo", "seq", "work", "worker")
+    __slots__ = ("alone", "done", "hi", "lo", "segment", "seq", "work", "worker")
 
     def __init__(self, work: Work, lo: int, hi: int, *, alone: bool = False) -> None:
         self.work = work
@@ -172,6 +173,7 @@ class Piece:
         self.done = 0
         self.worker: WorkerHandle | None = None
         self.alone = alone  # sent on its own (its chunk could not be loaded)
+        self.segment: Segment | None = None  # shared memory holding its large buffers
 
     def __len__(self) -> int:
         return self.hi - self.lo

@@ -1,0 +1,127 @@
+"""Async mode's bulk lane: long-lived lanes serve runs of a sized input, on a real loop.
+
+The lanes and the per-item tasks (retries) share the ``workers`` slots; a cut cancels
+what runs and keeps what finished; a cancel aimed at a lane that moved on never hits
+the next item it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import poolkit
+from poolkit import Cancelled, DeadlineExceeded, Err, Ok
+
+from .test_no_hang import bounded
+
+
+class Gauge:
+    """Counts coroutines running at once (one event loop: no lock needed)."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.most = 0
+
+    async def __call__(self, x: int) -> int:
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            await asyncio.sleep(0.002)
+            if x % 7 == 3 and poolkit.worker_state().setdefault(("failed", x), True):
+                poolkit.worker_state()[("failed", x)] = False
+                raise ValueError("once")  # retried: through the per-item lane
+            return x
+        finally:
+            self.now -= 1
+
+
+def test_lanes_and_retries_never_exceed_workers() -> None:
+    """300 items, every 7th failing once: at most `workers` run at any moment, all Ok."""
+    gauge = Gauge()
+    retry = poolkit.Retry(attempts=2, on=ValueError, backoff=0)
+    results = poolkit.run_all(gauge, list(range(300)), mode="async", workers=3, retry=retry)
+    assert results.values == list(range(300))
+    assert gauge.most == 3
+    assert {r.attempts for r in results if r.index % 7 == 3} == {2}
+
+
+def test_a_cut_cancels_what_runs_and_keeps_what_finished() -> None:
+    """A deadline mid-run: finished items keep Ok, the running ones are really
+    cancelled (attempts 1), the rest never started (attempts 0)."""
+    cancelled: list[int] = []
+
+    async def slow(x: int) -> int:
+        try:
+            await asyncio.sleep(0.05 if x < 8 else 30)
+        except asyncio.CancelledError:
+            cancelled.append(x)
+            raise
+        return x
+
+    began = time.monotonic()
+    results = poolkit.run_all(slow, list(range(40)), mode="async", workers=4, deadline=1.0)
+    assert time.monotonic() - began < 10
+    assert [r.index for r in results.oks] == list(range(8))
+    cut = results.errs
+    assert all(isinstance(e.error, DeadlineExceeded) for e in cut)
+    running = sorted(e.index for e in cut if e.attempts == 1)
+    assert len(running) == 4
+    assert all(e.attempts == 0 for e in cut if e.index not in running)
+    assert bounded(lambda: _wait_for(lambda: sorted(cancelled) == running), 10)
+
+
+def _wait_for(condition: Any) -> bool:
+    deadline = time.monotonic() + 5
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_the_next_batch_is_not_hit_by_the_previous_cut() -> None:
+    """A warm runner: a batch cut by its deadline, then another batch at once; none of
+    the second batch's items is cancelled by what the cut sent to the lanes."""
+
+    async def nap(x: float) -> float:
+        await asyncio.sleep(x)
+        return x
+
+    with poolkit.runner("async", workers=4) as runner:
+        for _ in range(5):
+            first = runner.run_all(nap, [0.001] * 40 + [5.0] * 8, deadline=0.2)
+            assert any(isinstance(r, Err) for r in first)
+            second = runner.run_all(nap, [0.001] * 200)
+            assert all(isinstance(r, Ok) for r in second), [r for r in second if r.is_err()]
+
+
+def test_a_coroutine_that_never_suspends_does_not_starve_the_loop() -> None:
+    """100,000 items that never await: a cancel still ends the batch promptly."""
+    token = poolkit.CancelToken()
+
+    async def busy(x: int) -> int:
+        if x == 1000:
+            token.cancel()
+        return x
+
+    results = bounded(lambda: poolkit.run_all(busy, range(100_000), mode="async", cancel=token))
+    assert len(results) == 100_000
+    assert any(isinstance(r, Err) and isinstance(r.error, Cancelled) for r in results)
+
+
+def test_arun_all_serves_runs_on_the_callers_loop() -> None:
+    """The same lanes under arun_all (the engine on the loop's own thread); each lane
+    holds one worker id."""
+
+    async def which(x: int) -> tuple[int, int]:
+        await asyncio.sleep(0)
+        return x, poolkit.worker_id()
+
+    async def main() -> Any:
+        return await poolkit.arun_all(which, range(5000), workers=16)
+
+    results = asyncio.run(main())
+    assert [v[0] for v in results.values] == list(range(5000))
+    assert {v[1] for v in results.values} <= set(range(16))
