@@ -31,6 +31,10 @@ def total(array: Any) -> float:
     return float(array.sum())
 
 
+def total_of_shared(handle: Any) -> float:
+    return float(handle.value.sum())
+
+
 def total_of_global(i: int) -> float:
     return float(ARRAYS[i].sum())
 
@@ -45,8 +49,10 @@ def slice_of(table: Any, i: int) -> float:
 
 def arrays_table(count: int, megabytes: int, rounds: int, *, fresh: bool) -> list[str]:
     """``count`` arrays of ``megabytes`` MB each, summed in 2 worker processes; ``fresh``:
-    new arrays every round (joblib caches what it memory-mapped by the array's
-    identity, so the same arrays again cost it nothing the second time)."""
+    new arrays every round. joblib caches what it memory-mapped by the array's
+    identity, so the same arrays again cost it almost nothing the second time (and an
+    array changed in place in between is sent stale); poolkit copies each batch's
+    arrays afresh, or shares them once when asked (``poolkit.shared``)."""
     global ARRAYS
     ARRAYS = [np.full(megabytes * 131_072, i, dtype=np.float64) for i in range(count)]
     sets = [ARRAYS]
@@ -79,6 +85,12 @@ def arrays_table(count: int, megabytes: int, rounds: int, *, fresh: bool) -> lis
     runner.run_all(total, ARRAYS[:2])
     ours_for = each_round()
     candidates["poolkit process (2)"] = lambda: runner.run_all(total, ours_for())
+    if not fresh:  # the same arrays again: share them once, as joblib's cache does
+        handles = [poolkit.shared(a) for a in ARRAYS]
+        closers.append(lambda: [h.release() for h in handles])
+        candidates["poolkit process (2), each array in poolkit.shared"] = lambda: runner.run_all(
+            total_of_shared, handles
+        )
     if importlib.util.find_spec("joblib"):
         import joblib
 

@@ -335,3 +335,16 @@ def test_a_deadline_keeps_what_finished_inside_a_run() -> None:
     assert all(isinstance(e.error, poolkit.DeadlineExceeded) for e in results.errs)
     assert sum(e.attempts == 1 for e in results.errs) <= 2  # at most one running per worker
     assert all(r.attempts == 1 and r.elapsed >= 0.04 for r in results.oks)
+
+
+def test_a_fast_result_does_not_wait_for_its_slow_chunk_mate() -> None:
+    """Two items in one chunk, 0 s and 3 s: the first result comes back while the
+    second still runs (the worker flushes finished results after 20 ms)."""
+    with poolkit.runner("process", workers=1, chunksize=2) as runner:
+        runner.run_all(nap, [0.0])  # warm
+        began = time.monotonic()
+        with runner.stream(nap, [0.0, 3.0]) as results:
+            first = next(results)
+            waited = time.monotonic() - began
+            assert first.index == 0
+            assert waited < 2.0, f"the first result waited {waited:.2f} s for its chunk-mate"

@@ -5,7 +5,8 @@ yet report each item on its own. Two rules are the same in both, and live here:
 
 - how big a chunk is: a size the user fixed, else as many items as take about
   ``target`` seconds by the measured duration per item, never more than a fair share
-  of what waits, so every worker gets some;
+  of what waits, so every worker gets some (unless that share would take less than an
+  eighth of ``target``: then splitting costs more than it saves);
 - how results go back: one ``reply.put`` per batch with all of that batch's results
   from one message, so the engine wakes once per message, not once per item.
 """
@@ -34,6 +35,8 @@ class ChunkSizer:
         >>> sizer.observe(job, items=100, seconds=0.01)  # 100 µs per item
         >>> sizer.size(job, waiting=1000, workers=2)
         100
+        >>> sizer.size(job, waiting=8, workers=4)  # 2 each would not be worth a message
+        8
     """
 
     __slots__ = ("_first", "_fixed", "_largest", "_seconds", "_target")
@@ -57,7 +60,11 @@ class ChunkSizer:
         if seconds is None:
             return max(1, min(fair, self._first))
         by_time = int(self._target / max(seconds, 1e-7))
-        return max(1, min(fair, by_time, self._largest))
+        # A fair share smaller than an eighth of the target is not worth a message of
+        # its own: sending it would cost more than running it (the tail of a batch of
+        # tiny items went out one item per chunk).
+        worth = min(waiting, int(self._target / 8 / max(seconds, 1e-7)))
+        return max(1, min(max(fair, worth), by_time, self._largest))
 
     def item_seconds(self, job: object) -> float | None:
         """The moving average of one item's duration in ``job``; None until measured."""

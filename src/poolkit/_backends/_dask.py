@@ -151,7 +151,9 @@ class DaskBackend(Backend):
         self._killed_worker = distributed.scheduler.KilledWorker
         self.workers = workers
         self.capacity = 1 << 30
-        self.default_in_flight = 256 * workers  # room for chunks worth a Dask task each
+        # room for every chunk in flight at the largest size: a Dask task costs
+        # milliseconds, so small items must travel in large chunks
+        self.default_in_flight = _MAX_CHUNK * workers
         self._sizer = ChunkSizer(
             chunksize, target=_TARGET_CHUNK_SECONDS, largest=_MAX_CHUNK, first=2
         )
@@ -423,7 +425,7 @@ class DaskBackend(Backend):
             with self._lock:
                 self.workers = threads
                 self._room = 2 * threads
-                self.default_in_flight = 256 * threads
+                self.default_in_flight = _MAX_CHUNK * threads
             self._dispatch()
 
     def _fail_all(self, error: BaseException) -> None:

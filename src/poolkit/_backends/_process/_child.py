@@ -31,7 +31,7 @@ from ._wire import HALT, INLINE, MARK, STRIDE, TIME, KnownFunctions, mark
 
 __all__ = ["FLUSH_AFTER", "worker_main"]
 
-FLUSH_AFTER = 0.005
+FLUSH_AFTER = 0.02  # twice the target chunk: a chunk on time goes back in one message
 
 
 def worker_main(
@@ -106,8 +106,9 @@ class _Outbox:
     """Finished outcomes of the current chunk on their way to the parent.
 
     The main loop flushes at the end of each chunk. A poller thread, awake only while
-    work flows, sends every FLUSH_AFTER seconds whatever is waiting, so a fast item's
-    result never waits for a slow neighbour in its chunk.
+    work flows, sends what is waiting once its oldest outcome is FLUSH_AFTER seconds
+    old, so a fast item's result never waits long for a slow neighbour in its chunk,
+    and a chunk that takes the time it was sized for goes back in one message.
     """
 
     def __init__(self, connection: Connection) -> None:
@@ -121,6 +122,7 @@ class _Outbox:
         self._began = array("d")
         self._ran = array("d")
         self._added = 0
+        self._since: float | None = None
         self._asleep = True
         self._wake = threading.Event()
         threading.Thread(target=self._poll, daemon=True).start()
@@ -134,6 +136,8 @@ class _Outbox:
     def add(self, ok: bool, payload: Any, began: float, ran: float) -> None:
         with self._lock:
             values = self._values
+            if not values:
+                self._since = began + ran  # when the oldest outcome waiting came
             if not ok:
                 if self._failed is None:
                     self._failed = {}
@@ -187,6 +191,7 @@ class _Outbox:
                 sum(ran),
             )
             self._start += len(values)
+            self._since = None
             self._values, self._pickled, self._failed = [], None, None
             self._began, self._ran = array("d"), array("d")
             self._connection.send_bytes(dumps(message))
@@ -194,8 +199,12 @@ class _Outbox:
     def _poll(self) -> None:
         seen = 0
         while True:
-            time.sleep(FLUSH_AFTER)
-            self.flush()
+            since = self._since
+            due = FLUSH_AFTER if since is None else since + FLUSH_AFTER - time.monotonic()
+            time.sleep(max(due, 0.001))
+            since = self._since
+            if since is not None and time.monotonic() - since >= FLUSH_AFTER * 0.99:
+                self.flush()
             if self._added == seen:  # nothing happened for a whole period: sleep
                 self._asleep = True
                 self._wake.clear()
