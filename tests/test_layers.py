@@ -23,6 +23,7 @@ VALUES = {
     "_options",
     "_progress",
     "_shared",
+    "_shm",
     "_stream",
 }
 

@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
+from poolkit import _shm
+
 __all__ = ["Shared", "shared"]
 
 T = TypeVar("T")
@@ -75,19 +77,11 @@ class Shared(Generic[T]):
         return (_attach, (self._key, self._location))
 
     def _export(self) -> None:
-        from multiprocessing.shared_memory import SharedMemory
-
         buffers: list[pickle.PickleBuffer] = []
         header = pickle.dumps(self._value, 5, buffer_callback=buffers.append)
-        raws = [buffer.raw() for buffer in buffers]
-        sizes = [len(header)] + [raw.nbytes for raw in raws]
-        memory: Any = SharedMemory(create=True, size=max(1, sum(sizes)))
-        at = 0
-        for part, size in zip([header, *raws], sizes, strict=True):
-            memory.buf[at : at + size] = part
-            at += size
-        self._location = (memory.name, len(header), sizes[1:])
-        self._finalizer = weakref.finalize(self, _unlink, memory)
+        memory, sizes = _shm.create([header, *(buffer.raw() for buffer in buffers)])
+        self._location = (memory.name, sizes[0], sizes[1:])
+        self._finalizer = weakref.finalize(self, _shm.unlink, memory)
 
     def __repr__(self) -> str:
         return f"<Shared {type(self._value).__name__}>"
@@ -146,18 +140,11 @@ def _attach(key: str, location: tuple[str, int, list[int]]) -> Shared[Any]:
     known = _ATTACHED.get(key)
     if known is not None:
         return known
-    from multiprocessing.shared_memory import SharedMemory
-
     name, header_size, sizes = location
-    memory: Any = SharedMemory(name=name)
-    view = memory.buf
-    at = header_size
-    buffers = []
-    for size in sizes:
-        buffers.append(view[at : at + size])
-        at += size
-    value = pickle.loads(view[:header_size], buffers=buffers)
-    del buffers, view
+    memory = _shm.attach(name)
+    header = memory.buf[:header_size]
+    value = pickle.loads(header, buffers=_shm.parts(memory, sizes, header_size))
+    header.release()
     wrapper: Shared[Any] = Shared.__new__(Shared)
     wrapper._value = None
     wrapper._key = key
@@ -166,14 +153,3 @@ def _attach(key: str, location: tuple[str, int, list[int]]) -> Shared[Any]:
     wrapper._mapped = _Mapped(memory, value)
     _ATTACHED[key] = wrapper
     return wrapper
-
-
-def _unlink(memory: Any) -> None:
-    try:
-        memory.close()
-    except BufferError:
-        pass
-    try:
-        memory.unlink()
-    except FileNotFoundError:
-        pass

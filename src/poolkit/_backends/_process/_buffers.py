@@ -19,6 +19,7 @@ from typing import Any
 
 import cloudpickle
 
+from poolkit import _shm
 from poolkit._shared import pickling_for_local_workers
 
 __all__ = ["LARGE", "Segment", "load_items", "pack_items"]
@@ -37,15 +38,8 @@ class Segment:
     def release(self) -> None:
         """Unmap and unlink it (a worker that mapped it keeps its mapping until it lets go)."""
         memory, self._memory = self._memory, None
-        if memory is None:
-            return
-        try:
-            memory.close()
-        finally:
-            try:
-                memory.unlink()
-            except FileNotFoundError:
-                pass
+        if memory is not None:
+            _shm.unlink(memory)
 
 
 def pack_items(items: list[Any]) -> tuple[bytes, tuple[str, list[int]] | None, Segment | None]:
@@ -71,14 +65,7 @@ def pack_items(items: list[Any]) -> tuple[bytes, tuple[str, list[int]] | None, S
             blob = cloudpickle.dumps(items, 5, buffer_callback=out_of_band)
     if not large:
         return blob, None, None
-    from multiprocessing.shared_memory import SharedMemory
-
-    sizes = [buffer.raw().nbytes for buffer in large]
-    memory: Any = SharedMemory(create=True, size=sum(sizes))
-    at = 0
-    for buffer, size in zip(large, sizes, strict=True):
-        memory.buf[at : at + size] = buffer.raw()
-        at += size
+    memory, sizes = _shm.create([buffer.raw() for buffer in large])
     return blob, (memory.name, sizes), Segment(memory)
 
 
@@ -87,15 +74,9 @@ def load_items(blob: bytes, where: tuple[str, list[int]] | None) -> tuple[list[A
     if where is None:
         items: list[Any] = pickle.loads(blob)
         return items, None
-    from multiprocessing.shared_memory import SharedMemory
-
     name, sizes = where
-    memory: Any = SharedMemory(name=name)
-    buffers = []
-    at = 0
-    for size in sizes:
-        buffers.append(memory.buf[at : at + size])
-        at += size
+    memory = _shm.attach(name)
+    buffers = _shm.parts(memory, sizes)
     try:
         items = pickle.loads(blob, buffers=buffers)
     except BaseException:
