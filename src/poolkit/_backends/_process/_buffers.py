@@ -30,10 +30,11 @@ LARGE = 1 << 20  # bytes: a buffer this large goes through shared memory
 class Segment:
     """The parent's handle on one chunk's shared memory."""
 
-    __slots__ = ("_memory",)
+    __slots__ = ("_memory", "size")
 
-    def __init__(self, memory: Any) -> None:
+    def __init__(self, memory: Any, size: int) -> None:
         self._memory = memory
+        self.size = size  # bytes of buffers it holds
 
     def release(self) -> None:
         """Unmap and unlink it (a worker that mapped it keeps its mapping until it lets go)."""
@@ -66,7 +67,7 @@ def pack_items(items: list[Any]) -> tuple[bytes, tuple[str, list[int]] | None, S
     if not large:
         return blob, None, None
     memory, sizes = _shm.create([buffer.raw() for buffer in large])
-    return blob, (memory.name, sizes), Segment(memory)
+    return blob, (memory.name, sizes), Segment(memory, sum(sizes))
 
 
 def load_items(blob: bytes, where: tuple[str, list[int]] | None) -> tuple[list[Any], Any]:

@@ -44,7 +44,8 @@ from ._work import FINISHED, Piece, RunWork, TaskWork, Work
 __all__ = ["ProcessBackend"]
 
 _TARGET_CHUNK_SECONDS = 0.01
-_MAX_CHUNK = 512
+_MAX_CHUNK = 2048
+_CHUNK_BYTES = 8 << 20  # a chunk of items this large (pickled, buffers included) is enough
 _CHUNKS_AHEAD = 2  # chunks queued per worker, so it never waits for the parent
 _BOOT_FAILURES = 3  # workers dying in a row before saying anything: the pool is broken
 
@@ -103,6 +104,7 @@ class ProcessBackend(Backend):
         self.workers: list[WorkerHandle | None] = [None] * workers
         self.pending: deque[Piece] = deque()  # not sent yet, in the order to send them
         self.sent: dict[int, Piece] = {}  # by seq: sent, with outcomes still to come
+        self._item_bytes = 0.0  # the size of one item in the last chunk sent
         self._seq = itertools.count(1)
         self._functions = FunctionTable()
         self.broken: BaseException | None = None
@@ -355,6 +357,8 @@ class ProcessBackend(Backend):
                 return
             waiting = sum(len(piece) for piece in pending)
             size = self.sizer.size(pending[0].work.job, waiting, len(ready))
+            if self._item_bytes:  # large items: fewer per chunk, whatever their speed
+                size = min(size, max(1, int(_CHUNK_BYTES / self._item_bytes)))
             for worker in sorted(ready, key=lambda w: len(w.chunks)):
                 if not pending:
                     return
@@ -382,6 +386,8 @@ class ProcessBackend(Backend):
             if message is None:
                 return
             worker.tasks.send_bytes(message)
+            extra = piece.segment.size if piece.segment is not None else 0
+            self._item_bytes = (len(message) + extra) / len(piece)
         except (OSError, ValueError):  # the worker is gone; its sentinel will tell
             # Not terminate(): it died on its own, and the item it was running must
             # be charged for it (a stop on purpose charges nobody). It takes no more work.
