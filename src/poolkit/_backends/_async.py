@@ -57,7 +57,7 @@ class AsyncBackend(Backend):
     ) -> None:
         self.capacity = workers
         self.default_in_flight = 2 * workers
-        self.default_run_in_flight = 8 * workers  # runs: enough to keep every lane busy
+        self.default_run_in_flight = 32 * workers  # runs: lanes never wait for the engine
         self._own_thread: threading.Thread | None = None
         if loop is None:
             loop = asyncio.new_event_loop()
