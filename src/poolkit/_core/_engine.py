@@ -50,8 +50,8 @@ class Source:
 
     def __init__(self, items: Any, job: Job, reply: Inbox) -> None:
         self._iterator: Iterator[Any] = iter(items)
-        self._sized = self.sized = hasattr(items, "__len__")
-        self._job = self.job = job
+        self.sized = hasattr(items, "__len__")
+        self.job = job
         self._reply = reply
         self.taken = 0
         self.exhausted = False
@@ -62,7 +62,7 @@ class Source:
         except StopIteration:
             self.exhausted = True
             return None
-        task = Task(self.taken, item, self._job, self._reply)
+        task = Task(self.taken, item, self.job, self._reply)
         self.taken += 1
         return task
 
@@ -73,16 +73,16 @@ class Source:
             self.exhausted = True
         if not items:
             return None
-        run = Run(self.taken, items, self._job, self._reply)
+        run = Run(self.taken, items, self.job, self._reply)
         self.taken += len(items)
         return run
 
     def rest(self) -> Iterator[Task]:
         """The tasks never taken, when the input is sized; nothing for a plain iterator."""
         self.exhausted = True
-        if self._sized:
+        if self.sized:
             for item in self._iterator:
-                yield Task(self.taken, item, self._job, self._reply)
+                yield Task(self.taken, item, self.job, self._reply)
                 self.taken += 1
 
 
@@ -123,7 +123,7 @@ class Engine:
         # The bulk lane (see Run): only for a sized input, whose items all exist already;
         # a generator may be producing its items in answer to the results.
         self._bulk = (
-            getattr(source, "sized", False)
+            source.sized
             and backend.takes_runs(source.job)
             and policies.timeout is None
             and policies.rate_limit is None

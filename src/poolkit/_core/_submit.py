@@ -30,6 +30,8 @@ __all__ = ["Submitter"]
 class _QueueSource:
     """A Source fed by ``submit``: ``pull`` never blocks, ``exhausted`` once closed and empty."""
 
+    sized = False  # items arrive one submit at a time: never the engine's bulk lane
+
     def __init__(self, forget: Callable[[int], None]) -> None:
         self.queue: deque[Task] = deque()
         self._forget = forget
