@@ -1,25 +1,17 @@
-"""Chunking and reply grouping, shared by the backends that send items in chunks.
+"""Chunk sizes, shared by the backends that send items in chunks (process and dask).
 
-Process and Dask mode send small items several to a message (one pickle, one task),
-yet report each item on its own. Two rules are the same in both, and live here:
-
-- how big a chunk is: a size the user fixed, else as many items as take about
-  ``target`` seconds by the measured duration per item, never more than a fair share
-  of what waits, so every worker gets some (unless that share would take less than an
-  eighth of ``target``: then splitting costs more than it saves);
-- how results go back: one ``reply.put`` per batch with all of that batch's results
-  from one message, so the engine wakes once per message, not once per item.
+Both send small items several to a message (one pickle, one task), yet report each
+item on its own. How big a chunk is: a size the user fixed, else as many items as take
+about ``target`` seconds by the measured duration per item, never more than a fair
+share of what waits, so every worker gets some (unless that share would take less than
+an eighth of ``target``: then splitting costs more than it saves).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
-from typing import Any
 
-from poolkit._core._task import Task
-
-__all__ = ["ChunkSizer", "send_replies"]
+__all__ = ["ChunkSizer"]
 
 
 class ChunkSizer:
@@ -83,16 +75,3 @@ class ChunkSizer:
         self._seconds.move_to_end(id(job))
         while len(self._seconds) > self._KEEP:
             self._seconds.popitem(last=False)
-
-
-def send_replies(results: Iterable[tuple[Task, int, bool, Any]]) -> None:
-    """Hand ``(task, attempt, ok, value)`` results to their batches, one put per batch."""
-    groups: dict[int, tuple[Any, list[Any]]] = {}
-    for result in results:
-        reply = result[0].reply
-        group = groups.get(id(reply))
-        if group is None:
-            group = groups[id(reply)] = (reply, [])
-        group[1].append(result)
-    for reply, messages in groups.values():
-        reply.put(messages)

@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from poolkit._core._attempt import WorkerContext, copy_error, initializer_failure, run_attempt
@@ -28,7 +28,7 @@ from poolkit._core._backend import Backend
 from poolkit._core._task import Job, Task
 from poolkit._errors import PoolkitError, WorkerCrashed
 
-from ._chunks import ChunkSizer, send_replies
+from ._chunks import ChunkSizer
 from ._pickling import pack_error, unpack_error
 
 __all__ = ["DaskBackend", "require_dask"]
@@ -305,7 +305,7 @@ class DaskBackend(Backend):
             # by the worker's own clock (a duration, so clocks of other machines agree)
             task.started = now - seconds
             replies.append((task, number, ok, payload if ok else unpack_error(payload)))
-        send_replies(replies)
+        _send_replies(replies)
 
     def _outcome(self, future: Any) -> Any:
         """A finished task's results (a list), why there are none (an exception), or
@@ -544,6 +544,20 @@ def _interrupt(keys: list[Any], dask_worker: Any = None) -> int:
                 ctypes.c_ulong(ident), ctypes.py_object(StopChunk)
             )
     return hit
+
+
+def _send_replies(results: Iterable[tuple[Task, int, bool, Any]]) -> None:
+    """Hand ``(task, attempt, ok, value)`` results to their batches, one put per batch
+    (the engine wakes once per chunk, not once per item)."""
+    groups: dict[int, tuple[Any, list[Any]]] = {}
+    for result in results:
+        reply = result[0].reply
+        group = groups.get(id(reply))
+        if group is None:
+            group = groups[id(reply)] = (reply, [])
+        group[1].append(result)
+    for reply, messages in groups.values():
+        reply.put(messages)
 
 
 backend_class = DaskBackend
