@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -446,3 +447,64 @@ def test_one_bad_item_costs_few_worker_deaths(tmp_path: Path) -> None:
     assert isinstance(results[7].error, poolkit.WorkerCrashed)
     count = len(deaths.read_text().splitlines())
     assert count <= 5, f"{count} worker deaths for one bad item"
+
+
+def test_a_deadline_keeps_what_finished_inside_a_running_chunk(dask_runner: Any) -> None:
+    """40 items of 0.3 s in chunks of 10, deadline=2 s: the items that finished inside
+    the running chunks before the deadline are Ok (none were: a chunk's results came
+    only at its end, 3 s in), in the bulk lane (a list) and per item (a generator)."""
+    for items in ([0.3] * 40, (0.3 for _ in range(40))):
+        with poolkit.runner("dask", workers=2, chunksize=10) as runner:
+            runner.run_all(identity, range(4))  # the cluster is up before the clock runs
+            results = runner.run_all(nap, items, deadline=2.0)
+        assert len(results) == 40
+        assert len(results.oks) >= 2, results.summary()
+        assert all(isinstance(r.error, poolkit.DeadlineExceeded) for r in results.errs)
+
+
+def test_small_items_go_in_few_dask_tasks(dask_runner: Any) -> None:
+    """20,000 trivial items: chunks grow to the largest size and stay there (items that
+    came back a few at a time went out as tasks of two while every worker was busy:
+    about 50 tasks, each a round trip of milliseconds)."""
+    dask_runner.run_all(identity, range(100))
+    client = dask_runner._get_backend()._client
+    with distributed.get_task_stream(client) as stream:
+        results = dask_runner.run_all(identity, range(20_000))
+    assert results.all_ok
+    assert results.values == list(range(20_000))
+    # a new batch is measured afresh: chunks of 2 until the first comes back (3 per
+    # worker in flight), then chunks of 1024, and a tail
+    assert len(stream.data) <= 20_000 // 1024 + 12, len(stream.data)
+
+
+def test_an_adaptive_cluster_sees_the_queued_work_and_grows() -> None:
+    """An adaptive cluster of 0 to 4 workers and 40 items of 0.5 s: the scheduler sees
+    enough of the batch to grow to at least 3 workers (it stayed at 1: poolkit kept 2
+    tasks per thread in flight, too little queued work to scale on)."""
+    from .test_no_hang import bounded
+
+    with (
+        distributed.LocalCluster(
+            n_workers=0, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        cluster.adapt(minimum=0, maximum=4)
+        most = [0]
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.wait(0.2):
+                most[0] = max(most[0], len(client.scheduler_info()["workers"]))
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            results = bounded(
+                lambda: poolkit.run_all(nap, [0.5] * 40, mode="dask", client=client), 120
+            )
+        finally:
+            done.set()
+            watcher.join(10)
+    assert results.all_ok, results.summary()
+    assert most[0] >= 3, f"the cluster grew to {most[0]} workers"

@@ -58,6 +58,26 @@ class ChunkSizer:
         worth = min(waiting, int(self._target / 8 / max(seconds, 1e-7)))
         return max(1, min(max(fair, worth), by_time, self._largest))
 
+    def least(self, job: object) -> int:
+        """The smallest chunk of ``job`` worth a message of its own while every worker
+        has work: an eighth of ``target`` (``first`` until measured, the fixed size if
+        any).
+
+        Example:
+            >>> sizer, job = ChunkSizer(None, target=0.2, largest=1024, first=2), object()
+            >>> sizer.least(job)
+            2
+            >>> sizer.observe(job, items=1000, seconds=0.001)
+            >>> sizer.least(job)
+            1024
+        """
+        if self._fixed is not None:
+            return self._fixed
+        seconds = self.item_seconds(job)
+        if seconds is None:
+            return self._first
+        return max(1, min(int(self._target / 8 / max(seconds, 1e-7)), self._largest))
+
     def item_seconds(self, job: object) -> float | None:
         """The moving average of one item's duration in ``job``; None until measured."""
         known = self._seconds.get(id(job))

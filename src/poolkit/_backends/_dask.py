@@ -17,19 +17,23 @@ from __future__ import annotations
 
 import itertools
 import logging
+import pickle
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from poolkit._core._attempt import WorkerContext, copy_error, initializer_failure, run_attempt
+from poolkit._core._attempt import copy_error
 from poolkit._core._backend import Backend
-from poolkit._core._task import Job, Task
+from poolkit._core._task import Job, Run, RunDone, Task
 from poolkit._errors import PoolkitError, WorkerCrashed
 
 from ._chunks import ChunkSizer
-from ._pickling import pack_error, unpack_error
+from ._dask_worker import interrupt, run_chunk, run_piece, running_keys
+from ._pickling import unpack_error
 
 __all__ = ["DaskBackend", "require_dask"]
 
@@ -39,6 +43,13 @@ log = logging.getLogger("poolkit")
 # negligible while a deadline or a lost worker throws away little finished work.
 _TARGET_CHUNK_SECONDS = 0.2
 _MAX_CHUNK = 1024
+_IN_FLIGHT_CHUNKS = 3  # per worker thread, at the largest size: one running, one
+# queued behind it, one on its way back (fetching an outcome takes a round trip)
+# On a cluster of the user's that poolkit follows (workers= not given), many more
+# chunks go out, up to max_in_flight items: an adaptive cluster scales by the work
+# queued on its scheduler, and with three chunks per thread it saw too little to grow.
+_VISIBLE_CHUNKS = 50
+_FETCHERS = 4  # threads fetching finished tasks' outcomes side by side
 _FETCH_TIMEOUT = 30.0  # fetching a finished task's outcome; longer means the scheduler is gone
 _LOST = object()  # _outcome: the task's result was lost with its worker; send it again
 _WATCH_EVERY = 1.0  # how often a busy backend checks that the cluster still has workers
@@ -52,46 +63,6 @@ def require_dask() -> None:
         raise ImportError(
             "mode='dask' needs Dask distributed: pip install 'poolkit[dask]'"
         ) from error
-
-
-def run_chunk(
-    job: Job,
-    entries: list[tuple[int, Any, int]],
-    initializer: Callable[..., Any] | None = None,
-    initargs: tuple[Any, ...] = (),
-) -> list[Any]:
-    """Runs on a Dask worker: one (seq, ok, value or packed error, seconds) per item."""
-    _enter_worker(initializer, initargs)
-    done: list[Any] = []
-    for seq, item, number in entries:
-        began = time.monotonic()
-        ok, payload = run_attempt(job, item, number)
-        if isinstance(payload, StopChunk):  # poolkit gave up on this task: free the thread
-            break
-        done.append((seq, ok, payload if ok else pack_error(payload), time.monotonic() - began))
-    return done
-
-
-class StopChunk(BaseException):
-    """Raised by poolkit inside a worker thread whose task it abandoned (on_timeout)."""
-
-
-def _enter_worker(initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]) -> None:
-    """This Dask worker's WorkerContext; its initializer runs the first time only."""
-    from distributed import get_worker
-
-    worker: Any = get_worker()
-    context = getattr(worker, "_poolkit_context", None)
-    if context is None:
-        name = worker.name
-        context = WorkerContext(name if isinstance(name, int) else 0)
-        worker._poolkit_context = context
-        if initializer is not None:
-            context.enter()
-            broken = initializer_failure(initializer, initargs)
-            if broken is not None:
-                raise broken
-    context.enter()
 
 
 class DaskBackend(Backend):
@@ -153,63 +124,135 @@ class DaskBackend(Backend):
         self.capacity = 1 << 30
         # room for every chunk in flight at the largest size: a Dask task costs
         # milliseconds, so small items must travel in large chunks
-        self.default_in_flight = _MAX_CHUNK * workers
+        self.default_in_flight = _IN_FLIGHT_CHUNKS * _MAX_CHUNK * workers
+        self.default_run_in_flight = self.default_in_flight
         self._sizer = ChunkSizer(
             chunksize, target=_TARGET_CHUNK_SECONDS, largest=_MAX_CHUNK, first=2
         )
         self._lock = threading.RLock()
+        self._fetchers = ThreadPoolExecutor(_FETCHERS, thread_name_prefix="poolkit-dask-fetch")
         self._seq = itertools.count(1)
-        self._live: dict[Any, Any] = {}  # dask future key -> future
-        self._queued: deque[Task] = deque()
-        self._room = 2 * workers  # Dask tasks in flight: enough to keep every worker fed
-        self._suspects: deque[tuple[Task, int]] = deque()  # items of killed tasks, to probe
+        self._live: dict[Any, _Sent] = {}  # Dask future key -> what poolkit sent in it
+        self._queued: deque[Task] = deque()  # attempts of the per-item lane
+        self._ranges: deque[list[Any]] = deque()  # [run, lo, hi]: run items not sent yet
+        self._range_items = 0
+        self._unposted: dict[Run, _RunState] = {}  # runs with items that have no outcome
+        self._room = _IN_FLIGHT_CHUNKS * workers  # Dask tasks in flight
+        # items of killed tasks, to probe one by one: (task, attempt) or (run, position)
+        self._suspects: deque[tuple[Any, int]] = deque()
         self._probes: dict[Any, str | None] = {}  # a probe's future key -> its worker
-        self._tasks_of: dict[Any, list[Task]] = {}  # dask future key -> its tasks
         self._closed = False
         self._no_workers_timeout = no_workers_timeout
         # workers= not given for a cluster of the user's: keep as many tasks in flight as
-        # the cluster has threads (twice), and follow it as workers come and go.
+        # the cluster has threads (three each), and follow it as workers come and go.
         self._follow = follow_cluster and self._cluster is None
         if self._follow:
+            self._room = _VISIBLE_CHUNKS * workers
             self._resize(self._cluster_threads())
+        # what long chunks finished so far comes as events on a topic of this backend's
+        self._topic: str | None = f"poolkit-partial-{uuid.uuid4().hex}"
+        try:
+            client.subscribe_topic(self._topic, self._on_partial)
+        except Exception as error:  # an old or limited cluster: results at chunk ends only
+            log.debug("dask mode: no partial results (%r)", error)
+            self._topic = None
         threading.Thread(target=self._watch_workers, name="poolkit-dask-watch", daemon=True).start()
+
+    # -- handing work to the cluster -----------------------------------------------
 
     def start(self, tasks: Sequence[Task]) -> None:
         with self._lock:
             self._queued.extend(tasks)
         self._dispatch()
 
+    def takes_runs(self, job: Job) -> bool:
+        return True
+
+    def start_run(self, run: Run) -> None:
+        with self._lock:
+            self._unposted[run] = _RunState(len(run.items))
+            self._ranges.append([run, 0, len(run.items)])
+            self._range_items += len(run.items)
+        self._dispatch()
+
     def _dispatch(self) -> None:
         """Send queued items as chunks while the cluster has room; probe suspects alone."""
         while True:
             with self._lock:
-                if self._suspects or self._probes:
-                    # Quarantine: no chunk runs while suspects are probed, each alone on
-                    # a worker of its own, so a death is that probe's own.
-                    if len(self._live) > len(self._probes) or not self._suspects:
-                        return
-                    room, address = self._free_worker()
-                    if not room:
-                        return  # every worker has a probe: wait for one to end
-                    task, number = self._suspects.popleft()
-                    if not (task.running and task.attempts == number):
-                        continue
-                    self._submit([task], True, address)
-                    continue
-                queued = self._queued
-                if not queued or len(self._live) >= self._room:
+                if self._closed:
                     return
-                # Dask cannot tell when a task inside a chunk starts: with a timeout,
-                # items go one per task so each attempt's clock is exact.
-                job = queued[0].job
-                single = job.timeout is not None
-                size = 1 if single else self._sizer.size(job, len(queued), self._room)
-                chunk = [queued.popleft()]
-                while queued and len(chunk) < size and queued[0].job is job:
-                    chunk.append(queued.popleft())
-                chunk = [t for t in chunk if t.running]
-                if chunk:
-                    self._submit(chunk, False)
+                if self._suspects or self._probes:
+                    if not self._probe_next():
+                        return
+                elif len(self._live) >= self._room:
+                    return
+                elif self._queued:
+                    if not self._send_tasks():
+                        return
+                elif self._ranges:
+                    if not self._send_range():
+                        return
+                else:
+                    return
+
+    def _probe_next(self) -> bool:
+        """Quarantine: no chunk runs while suspects are probed, each alone on a worker of
+        its own, so a death is that probe's own. False when nothing more can go now."""
+        if len(self._live) > len(self._probes) or not self._suspects:
+            return False
+        room, address = self._free_worker()
+        if not room:
+            return False  # every worker has a probe: wait for one to end
+        owner, number = self._suspects.popleft()
+        if isinstance(owner, Task):
+            if owner.running and owner.attempts == number:
+                self._submit_tasks([owner], True, address)
+        elif self._is_unposted(owner, number):
+            self._submit_piece(owner, number, number + 1, True, address)
+        return True
+
+    def _send_tasks(self) -> bool:
+        queued = self._queued
+        job = queued[0].job
+        # Dask cannot tell when a task inside a chunk starts: with a timeout, items go
+        # one per task so each attempt's clock is exact.
+        single = job.timeout is not None
+        if single and len(self._live) >= self.workers:
+            # nor when it waits in a worker's queue: an attempt with a timeout goes out
+            # only to a free worker thread, so its clock, started now, is its own
+            return False
+        if not single and self._hold(job, len(queued)) and queued[-1].job is job:
+            return False
+        size = 1 if single else self._sizer.size(job, len(queued), _IN_FLIGHT_CHUNKS * self.workers)
+        chunk = [queued.popleft()]
+        while queued and len(chunk) < size and queued[0].job is job:
+            chunk.append(queued.popleft())
+        chunk = [t for t in chunk if t.running]
+        if chunk:
+            self._submit_tasks(chunk, False)
+        return True
+
+    def _send_range(self) -> bool:
+        first = self._ranges[0]
+        run, lo, hi = first
+        if self._hold(run.job, self._range_items):
+            return False
+        size = self._sizer.size(run.job, self._range_items, _IN_FLIGHT_CHUNKS * self.workers)
+        end = min(hi, lo + size)
+        if end == hi:
+            self._ranges.popleft()
+        else:
+            first[1] = end
+        self._range_items -= end - lo
+        self._submit_piece(run, lo, end, False)
+        return True
+
+    def _hold(self, job: Job, waiting: int) -> bool:
+        """True when ``waiting`` items should wait to make a chunk worth its Dask task:
+        every worker has work, and a few items that came back to poolkit's queue would
+        otherwise go out a couple at a time, each chunk costing milliseconds of
+        scheduling."""
+        return len(self._live) >= self.workers and waiting < self._sizer.least(job)
 
     def _free_worker(self) -> tuple[bool, str | None]:
         """(room for one more probe, the address of a worker with no probe on it); the
@@ -222,22 +265,27 @@ class DaskBackend(Backend):
         free = [a for a in addresses if a not in taken]
         return (True, free[0]) if free else (False, None)
 
-    def _submit(self, chunk: list[Task], probe: bool, address: str | None = None) -> None:
-        """Submit one Dask task for ``chunk`` (called with the lock held); a probe is
-        pinned to the worker at ``address``, so Dask cannot retry it on another."""
-        entries = [(next(self._seq), task, task.attempts) for task in chunk]
+    def _options(self, address: str | None) -> dict[str, Any]:
+        """Dask's submit options; a probe is pinned to the worker at ``address``, so Dask
+        cannot retry it on another."""
         options = dict(self._submit_options)
         if address is not None:
             options.update(workers=[address], allow_other_workers=False)
+        return options
+
+    def _submit_tasks(self, chunk: list[Task], probe: bool, address: str | None = None) -> None:
+        """Submit one Dask task for ``chunk`` (called with the lock held)."""
+        entries = [(next(self._seq), task, task.attempts) for task in chunk]
         try:
             future = self._client.submit(
                 run_chunk,
                 chunk[0].job,
-                [(seq, task.item, n) for seq, task, n in entries],
+                [(seq, task.item, n) for seq, task, n in entries],  # Dask finds Futures in them
                 self._initializer,
                 self._initargs,
+                self._topic,
                 pure=False,
-                **options,
+                **self._options(address),
             )
         except Exception as error:
             for _, task, number in entries:
@@ -247,45 +295,111 @@ class DaskBackend(Backend):
         for _, task, _ in entries:
             task.ticket = future
             task.started = now  # its clock starts when it reaches the cluster, not before
-        self._live[future.key] = future
-        self._tasks_of[future.key] = [task for _, task, _ in entries]
-        if probe:
-            self._probes[future.key] = address
-        future.add_done_callback(lambda f: self._finished(f, entries, probe))
+        self._sent(_Sent(future, probe, address, entries=entries))
 
-    def _finished(self, future: Any, entries: list[tuple[int, Task, int]], probe: bool) -> None:
+    def _submit_piece(
+        self, run: Run, lo: int, hi: int, probe: bool, address: str | None = None
+    ) -> None:
+        """Submit one Dask task for ``run.items[lo:hi]`` (called with the lock held)."""
+        try:
+            future = self._client.submit(
+                run_piece,
+                run.job,
+                run.items[lo:hi],
+                self._initializer,
+                self._initargs,
+                self._topic,
+                pure=False,
+                **self._options(address),
+            )
+        except Exception as error:
+            self._post_failed(run, lo, hi, error)
+            return
+        self._sent(_Sent(future, probe, address, run=run, lo=lo, hi=hi))
+
+    def _sent(self, sent: _Sent) -> None:
+        future = sent.future
+        self._live[future.key] = sent
+        if sent.probe:
+            self._probes[future.key] = sent.address
+        future.add_done_callback(lambda f: self._on_done(sent))
+
+    # -- outcomes ---------------------------------------------------------------------
+
+    def _on_done(self, sent: _Sent) -> None:
+        # Dask runs done callbacks one at a time in one thread; fetching an outcome takes
+        # a round trip to a worker, so the fetches run side by side in poolkit's own
+        # threads (one at a time, they left the workers idle between chunks)
+        try:
+            self._fetchers.submit(self._finished, sent)
+        except RuntimeError:  # closed: the runner is gone, nobody waits for these items
+            pass
+
+    def _finished(self, sent: _Sent) -> None:
+        future = sent.future
         with self._lock:
             self._live.pop(future.key, None)
-            self._tasks_of.pop(future.key, None)
             self._probes.pop(future.key, None)
-            for _, task, _ in entries:
+            for _, task, _ in sent.entries or ():
                 if task.ticket is future:
                     task.ticket = None  # nothing of poolkit's pins the future on the cluster
+        self._dispatch()  # its room first: the next chunk need not wait for this fetch
         try:
-            self._deliver(future, entries, probe)
+            done = self._outcome(future)
+            if sent.run is None:
+                self._deliver_tasks(sent, done)
+            else:
+                self._deliver_piece(sent, done)
         finally:
             self._dispatch()
 
-    def _deliver(self, future: Any, entries: list[tuple[int, Task, int]], probe: bool) -> None:
-        done = self._outcome(future)
+    def _on_partial(self, event: tuple[float, Any]) -> None:
+        """What a running chunk finished so far (a Dask event; in the client's loop)."""
+        try:
+            key, first, outcomes = pickle.loads(event[1])
+            with self._lock:
+                sent = self._live.get(key)
+                if sent is None:
+                    return
+                if sent.run is not None:
+                    values, packed, seconds = outcomes
+                    failed = {k: unpack_error(e) for k, e in packed.items()} or None
+                    self._post(sent.run, sent.lo + first, values, failed, seconds)
+                    return
+            self._reply(sent, outcomes)
+        except Exception as error:  # the chunk's own result still brings these outcomes
+            log.debug("dask mode: a partial result was not taken: %r", error)
+
+    def _reply(self, sent: _Sent, done: list[Any]) -> None:
+        """Hand ``(seq, ok, value or packed error, seconds)`` outcomes to their tasks."""
+        assert sent.entries is not None
+        by_seq = {seq: (task, number) for seq, task, number in sent.entries}
+        replies = []
+        now = time.monotonic()
+        for seq, ok, payload, seconds in done:
+            task, number = by_seq[seq]
+            if not (task.running and task.attempts == number):
+                continue  # taken already (from an event), or given up on
+            # elapsed leaves out the wait inside the chunk: the item began `seconds` ago
+            # by the worker's own clock (a duration, so clocks of other machines agree)
+            task.started = now - seconds
+            replies.append((task, number, ok, payload if ok else unpack_error(payload)))
+        _send_replies(replies)
+
+    def _deliver_tasks(self, sent: _Sent, done: Any) -> None:
+        entries = sent.entries
+        assert entries is not None
+        live = [(t, n) for _, t, n in entries if t.running and t.attempts == n]
         if done is _LOST:
             # The worker holding its result died before we fetched it. Dask may compute
             # it again, or not soon (a worker without a nanny): send the items again.
             with self._lock:
-                self._queued.extendleft(
-                    t for _, t, n in reversed(entries) if t.running and t.attempts == n
-                )
+                self._queued.extendleft(t for t, _ in reversed(live))
             return
         if isinstance(done, self._killed_worker):
-            live = [(t, n) for _, t, n in entries if t.running and t.attempts == n]
-            if probe:  # it ran alone and its worker died: it is the culprit
-                worker = getattr(getattr(done, "last_worker", None), "address", None)
-                where = f" on worker {worker}" if worker else ""
+            if sent.probe:  # it ran alone and its worker died: it is the culprit
                 for task, number in live:
-                    crash = WorkerCrashed(
-                        exitcode=None, pid=None, detail=f"Dask reports{where}: {done}"
-                    )
-                    task.reply.put((task, number, False, crash))
+                    task.reply.put((task, number, False, _culprit(done)))
             else:  # every task queued on a dead worker is reported: find the one
                 with self._lock:
                     self._suspects.extend(live)
@@ -294,30 +408,102 @@ class DaskBackend(Backend):
             for _, task, number in entries:
                 task.reply.put((task, number, False, copy_error(done)))
             return
-        by_seq = {seq: (task, number) for seq, task, number in entries}
-        replies = []
-        now = time.monotonic()
         with self._lock:
             self._sizer.observe(entries[0][1].job, len(done), sum(seconds for *_, seconds in done))
-        for seq, ok, payload, seconds in done:
-            task, number = by_seq[seq]
-            # elapsed leaves out the wait inside the chunk: the item began `seconds` ago
-            # by the worker's own clock (a duration, so clocks of other machines agree)
-            task.started = now - seconds
-            replies.append((task, number, ok, payload if ok else unpack_error(payload)))
-        _send_replies(replies)
+        self._reply(sent, done)
+
+    def _deliver_piece(self, sent: _Sent, done: Any) -> None:
+        run, lo, hi = sent.run, sent.lo, sent.hi
+        assert run is not None
+        if done is _LOST:
+            with self._lock:
+                self._requeue(run, lo, hi)
+            return
+        if isinstance(done, self._killed_worker):
+            with self._lock:
+                if sent.probe:
+                    self._post_failed(run, lo, hi, _culprit(done))
+                else:
+                    self._suspects.extend(
+                        (run, p) for p in range(lo, hi) if self._is_unposted(run, p)
+                    )
+            return
+        if isinstance(done, BaseException):
+            with self._lock:
+                self._post_failed(run, lo, hi, done)
+            return
+        values, packed, seconds = done
+        failed = {k: unpack_error(error) for k, error in packed.items()} if packed else None
+        with self._lock:
+            if values:
+                self._sizer.observe(run.job, len(values), sum(seconds))
+                self._post(run, lo, values, failed, seconds)
+            if lo + len(values) < hi:  # stopped inside (interrupted): the rest never ran
+                self._requeue(run, lo + len(values), hi)
+
+    def _is_unposted(self, run: Run, position: int) -> bool:
+        state = self._unposted.get(run)
+        return state is not None and not state.posted[position]
+
+    def _post(
+        self,
+        run: Run,
+        lo: int,
+        values: list[Any],
+        failed: dict[int, BaseException] | None,
+        elapsed: list[float],
+    ) -> None:
+        """Post the outcomes of ``run.items[lo:lo + len(values)]``, each exactly once: a
+        position that already has one (or whose run was stopped) is left out. Called
+        with the lock held."""
+        state = self._unposted.get(run)
+        if state is None:
+            return
+        posted = state.posted
+        hi = lo + len(values)
+        for start, end in _zero_runs(posted, lo, hi):  # usually one: (lo, hi)
+            part = failed
+            if failed is not None:
+                part = {k - (start - lo): e for k, e in failed.items() if start <= lo + k < end}
+            whole = start == lo and end == hi
+            run.reply.put(
+                RunDone(
+                    run,
+                    start,
+                    values if whole else values[start - lo : end - lo],
+                    part or None,
+                    elapsed if whole else elapsed[start - lo : end - lo],
+                )
+            )
+            posted[start:end] = b"\x01" * (end - start)
+            state.left -= end - start
+        if state.left <= 0:
+            del self._unposted[run]
+
+    def _post_failed(self, run: Run, lo: int, hi: int, error: BaseException) -> None:
+        """Every item of ``run.items[lo:hi]`` failed with (a copy of) ``error``."""
+        n = hi - lo
+        self._post(run, lo, [None] * n, {k: copy_error(error) for k in range(n)}, [0.0] * n)
+
+    def _requeue(self, run: Run, lo: int, hi: int) -> None:
+        """Send ``run.items[lo:hi]`` again, the ones with no outcome yet, first in line."""
+        state = self._unposted.get(run)
+        if state is None:
+            return
+        for start, end in reversed(_zero_runs(state.posted, lo, hi)):
+            self._ranges.appendleft([run, start, end])
+            self._range_items += end - start
 
     def _outcome(self, future: Any) -> Any:
-        """A finished task's results (a list), why there are none (an exception), or
-        ``_LOST``.
+        """A finished task's results, why there are none (an exception), or ``_LOST``.
 
         However a future ends, its items get a Result: one poolkit cancelled itself is
         stale to the engine (ignored); one Dask cancelled (the scheduler was lost,
         ``client.restart()``) ends its items with an error that says so. Fetching is
         bounded: with the scheduler gone it could wait forever. ``exception()`` comes
-        first, not ``result()``: raising would put this frame, and so the future, into
-        the traceback of the exception Dask keeps for the future, a cycle that pins the
-        task on the cluster.
+        before ``result()`` for a failed task: raising would put this frame, and so the
+        future, into the traceback of the exception Dask keeps for the future, a cycle
+        that pins the task on the cluster.
         """
         if future.cancelled():
             return _lost(f"it ended as {future.status!r}")
@@ -326,11 +512,12 @@ class DaskBackend(Backend):
             if future.status == "lost":
                 return _LOST
             try:
+                if future.status == "finished":  # one round trip, not two
+                    return future.result(timeout=1.0)
                 error = future.exception(timeout=1.0)
                 if error is not None:
                     return error if isinstance(error, self._killed_worker) else _explained(error)
-                done: list[Any] = future.result(timeout=1.0)
-                return done
+                return future.result(timeout=1.0)
             except TimeoutError:
                 if time.monotonic() > give_up:
                     return _lost(f"its outcome did not come within {_FETCH_TIMEOUT:g} s")
@@ -341,6 +528,8 @@ class DaskBackend(Backend):
         """When the attempt was sent to the cluster (None while it waits in poolkit's queue)."""
         return task.started
 
+    # -- watching the cluster -------------------------------------------------------
+
     def _watch_workers(self) -> None:
         """End the batch with a clear error when the cluster has no worker for too long."""
         empty_since: float | None = None
@@ -349,7 +538,7 @@ class DaskBackend(Backend):
             with self._lock:
                 if self._closed:
                     return
-                busy = bool(self._live or self._queued or self._suspects)
+                busy = bool(self._live or self._queued or self._suspects or self._ranges)
             if not busy:
                 empty_since = None
                 continue
@@ -385,21 +574,20 @@ class DaskBackend(Backend):
         for key, address in pinned.items():
             if address in present:
                 continue
+            crash = WorkerCrashed(
+                exitcode=None, pid=None, detail=f"worker {address} died running this item alone"
+            )
             with self._lock:
-                future = self._live.pop(key, None)
-                tasks = self._tasks_of.pop(key, [])
+                sent = self._live.pop(key, None)
                 self._probes.pop(key, None)
-            if future is None:
-                continue
-            for task in tasks:
-                crash = WorkerCrashed(
-                    exitcode=None,
-                    pid=None,
-                    detail=f"worker {address} died running this item alone",
-                )
-                task.reply.put((task, task.attempts, False, crash))
+                if sent is None:
+                    continue
+                if sent.run is not None:
+                    self._post_failed(sent.run, sent.lo, sent.hi, crash)
+            for _, task, number in sent.entries or ():
+                task.reply.put((task, number, False, crash))
             try:
-                future.cancel()
+                sent.future.cancel()
             except Exception:
                 pass
         self._dispatch()
@@ -424,28 +612,36 @@ class DaskBackend(Backend):
         if threads:
             with self._lock:
                 self.workers = threads
-                self._room = 2 * threads
-                self.default_in_flight = _MAX_CHUNK * threads
+                self._room = (_VISIBLE_CHUNKS if self._follow else _IN_FLIGHT_CHUNKS) * threads
+                self.default_in_flight = _IN_FLIGHT_CHUNKS * _MAX_CHUNK * threads
+                self.default_run_in_flight = self.default_in_flight
             self._dispatch()
 
     def _fail_all(self, error: BaseException) -> None:
         with self._lock:
             live = list(self._live.values())
             self._live.clear()
-            queued = list(self._queued) + [t for t, _ in self._suspects]
+            self._probes.clear()
+            held = {id(t): t for t in self._queued}
+            held.update((id(t), t) for t, _ in self._suspects if isinstance(t, Task))
             self._queued.clear()
             self._suspects.clear()
-            held = {id(t): t for t in queued}
-            for future in live:
-                for task in self._tasks_of.pop(future.key, []):
-                    held[id(task)] = task
-        for task in held.values():  # first: the cancels below must find these items ended
+            self._ranges.clear()
+            self._range_items = 0
+            for sent in live:
+                held.update((id(t), t) for _, t, _ in sent.entries or ())
+            # first: the cancels below must find these items ended
+            for run, state in list(self._unposted.items()):
+                self._post_failed(run, 0, len(state.posted), error)
+        for task in held.values():
             task.reply.put((task, task.attempts, False, copy_error(error)))
-        for future in live:
+        for sent in live:
             try:
-                future.cancel()
+                sent.future.cancel()
             except Exception:
                 pass
+
+    # -- stopping -----------------------------------------------------------------------
 
     def stop(self, tasks: Sequence[Task]) -> None:
         """Cancel the tasks' futures and free the worker threads still running them.
@@ -459,8 +655,45 @@ class DaskBackend(Backend):
         anything, costs the worker's other tasks, which Dask runs again).
         """
         futures = {id(t.ticket): t.ticket for t in tasks if t.ticket is not None}
-        keys = {future.key for future in futures.values()}
-        for future in futures.values():
+        self._cancel(list(futures.values()))
+
+    def stop_runs(self, runs: Sequence[Run]) -> list[list[tuple[int, bool]]]:
+        """Drop what is left of ``runs``: cancel their Dask tasks (freeing the worker
+        threads as ``stop`` does) and post nothing more of them. An item counts as begun
+        when its chunk had reached the cluster."""
+        answers: list[list[tuple[int, bool]]] = []
+        cancel: list[Any] = []
+        with self._lock:
+            stopping = set(runs)
+            for run in runs:
+                state = self._unposted.pop(run, None)
+                if state is None:
+                    answers.append([])
+                    continue
+                began = bytearray(len(run.items))
+                for key, sent in list(self._live.items()):
+                    if sent.run is run:
+                        began[sent.lo : sent.hi] = b"\x01" * (sent.hi - sent.lo)
+                        cancel.append(sent.future)
+                        del self._live[key]
+                        self._probes.pop(key, None)
+                for owner, position in self._suspects:
+                    if owner is run:
+                        began[position] = 1
+                answers.append(
+                    [(p, bool(began[p])) for p, done in enumerate(state.posted) if not done]
+                )
+            self._suspects = deque(s for s in self._suspects if s[0] not in stopping)
+            kept = deque(r for r in self._ranges if r[0] not in stopping)
+            self._range_items = sum(r[2] - r[1] for r in kept)
+            self._ranges = kept
+        self._cancel(cancel)
+        self._dispatch()
+        return answers
+
+    def _cancel(self, futures: list[Any]) -> None:
+        keys = {future.key for future in futures}
+        for future in futures:
             try:
                 future.cancel()
             except Exception:
@@ -472,25 +705,31 @@ class DaskBackend(Backend):
 
     def _free_workers(self, keys: set[Any]) -> None:
         try:
-            running = self._client.run(_running_keys, list(keys))
+            running = self._client.run(running_keys, list(keys))
             busy = [address for address, found in running.items() if found]
             if not busy:
                 return
             if self._on_timeout == "restart-worker":
                 self._client.restart_workers(busy)
             else:
-                self._client.run(_interrupt, list(keys), workers=busy)
+                self._client.run(interrupt, list(keys), workers=busy)
         except Exception as error:  # the task stays abandoned, as before
             log.debug("dask mode: could not free the workers of %s: %r", keys, error)
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            live = list(self._live.values())
+            live = [sent.future for sent in self._live.values()]
             self._live.clear()
         if live:
             try:
                 self._client.cancel(live)
+            except Exception:
+                pass
+        self._fetchers.shutdown(wait=True, cancel_futures=True)
+        if self._topic is not None:
+            try:
+                self._client.unsubscribe_topic(self._topic)
             except Exception:
                 pass
         if self._owns_client:
@@ -526,26 +765,6 @@ def _lost(how: str) -> PoolkitError:
     )
 
 
-def _running_keys(keys: list[Any], dask_worker: Any = None) -> list[Any]:
-    """On a worker: which of ``keys`` one of its threads is running now."""
-    wanted = set(keys)
-    return [key for key in dict(dask_worker.active_threads).values() if key in wanted]
-
-
-def _interrupt(keys: list[Any], dask_worker: Any = None) -> int:
-    """On a worker: raise TaskTimeout in the threads running ``keys``; how many."""
-    import ctypes
-
-    wanted = set(keys)
-    hit = 0
-    for ident, key in dict(dask_worker.active_threads).items():
-        if key in wanted:
-            hit += ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                ctypes.c_ulong(ident), ctypes.py_object(StopChunk)
-            )
-    return hit
-
-
 def _send_replies(results: Iterable[tuple[Task, int, bool, Any]]) -> None:
     """Hand ``(task, attempt, ok, value)`` results to their batches, one put per batch
     (the engine wakes once per chunk, not once per item)."""
@@ -561,3 +780,63 @@ def _send_replies(results: Iterable[tuple[Task, int, bool, Any]]) -> None:
 
 
 backend_class = DaskBackend
+
+
+class _Sent:
+    """One Dask task poolkit submitted: attempts of the per-item lane (``entries``: seq,
+    task, attempt) or the items ``lo:hi`` of a run."""
+
+    __slots__ = ("address", "entries", "future", "hi", "lo", "probe", "run")
+
+    def __init__(
+        self,
+        future: Any,
+        probe: bool,
+        address: str | None,
+        *,
+        entries: list[tuple[int, Task, int]] | None = None,
+        run: Run | None = None,
+        lo: int = 0,
+        hi: int = 0,
+    ) -> None:
+        self.future = future
+        self.probe = probe
+        self.address = address
+        self.entries = entries
+        self.run = run
+        self.lo = lo
+        self.hi = hi
+
+
+class _RunState:
+    """Which items of a run have had their outcome posted (each is posted once)."""
+
+    __slots__ = ("left", "posted")
+
+    def __init__(self, size: int) -> None:
+        self.posted = bytearray(size)
+        self.left = size
+
+
+def _zero_runs(posted: bytearray, lo: int, hi: int) -> list[tuple[int, int]]:
+    """The maximal ``(start, end)`` stretches of ``posted[lo:hi]`` not posted yet.
+
+    Example:
+        >>> _zero_runs(bytearray(b"\\x01\\x00\\x00\\x01\\x00"), 0, 5)
+        [(1, 3), (4, 5)]
+    """
+    stretches = []
+    start = posted.find(0, lo, hi)
+    while start != -1:
+        end = posted.find(1, start, hi)
+        end = hi if end == -1 else end
+        stretches.append((start, end))
+        start = posted.find(0, end, hi)
+    return stretches
+
+
+def _culprit(killed: BaseException) -> WorkerCrashed:
+    """The error of an item that ran alone and whose worker died."""
+    worker = getattr(getattr(killed, "last_worker", None), "address", None)
+    where = f" on worker {worker}" if worker else ""
+    return WorkerCrashed(exitcode=None, pid=None, detail=f"Dask reports{where}: {killed}")
