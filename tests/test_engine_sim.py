@@ -298,3 +298,21 @@ def test_randomized_schedules_keep_every_invariant() -> None:
                 f"schedule seed={seed} broke an invariant (rerun: simulate({seed})): {error}"
             ) from error
     assert time.monotonic() - began < 600  # bounded, whatever the machine
+
+
+def test_a_retryable_failure_posted_after_fail_fast_is_cancelled_in_a_run() -> None:
+    """Bulk lane: item 1 fails for good and item 0's retryable failure comes in just
+    after it (a thread posted it while the cut was being made). Item 0 is Cancelled,
+    as it is in the per-item lane, where it would wait in backoff at the cut (it was
+    its own TransientError: the lanes disagreed)."""
+    policies = Policies(
+        fail_fast=True, retry=poolkit.Retry(2, on=ValueError, backoff=30), max_in_flight=8
+    )
+    sim = Sim([0, 1], policies, runs=True)
+    sim.backend.finish(1, 1, False, KeyError("for good"))
+    sim.backend.finish(0, 1, False, ValueError("again, please"))
+    sim.step()
+    results = sim.by_index()
+    assert isinstance(results[1].error, KeyError)
+    assert isinstance(results[0].error, Cancelled), results[0]
+    assert results[0].attempts == 1

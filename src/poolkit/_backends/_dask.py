@@ -394,7 +394,10 @@ class DaskBackend(Backend):
             # The worker holding its result died before we fetched it. Dask may compute
             # it again, or not soon (a worker without a nanny): send the items again.
             with self._lock:
-                self._queued.extendleft(t for t, _ in reversed(live))
+                if sent.probe:  # still a suspect: probed again, alone
+                    self._suspects.extendleft(reversed(live))
+                else:
+                    self._queued.extendleft(t for t, _ in reversed(live))
             return
         if isinstance(done, self._killed_worker):
             if sent.probe:  # it ran alone and its worker died: it is the culprit
@@ -417,7 +420,10 @@ class DaskBackend(Backend):
         assert run is not None
         if done is _LOST:
             with self._lock:
-                self._requeue(run, lo, hi)
+                if sent.probe:  # still a suspect: probed again, alone
+                    self._suspects.appendleft((run, lo))
+                else:
+                    self._requeue(run, lo, hi)
             return
         if isinstance(done, self._killed_worker):
             with self._lock:
@@ -509,7 +515,10 @@ class DaskBackend(Backend):
             return _lost(f"it ended as {future.status!r}")
         give_up = time.monotonic() + _FETCH_TIMEOUT
         while True:
-            if future.status == "lost":
+            if future.status in ("lost", "pending"):
+                # done, then its result was lost with its worker (Dask resets such a
+                # future to pending and may compute it again, or never, for a probe
+                # pinned to that worker): poolkit sends its items again instead
                 return _LOST
             try:
                 if future.status == "finished":  # one round trip, not two

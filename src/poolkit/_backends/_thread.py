@@ -8,6 +8,12 @@ Threads are daemons, so a stuck call never holds the interpreter's exit.
 Each thread is one worker: it runs the ``initializer`` once, in its own
 ``WorkerContext`` (its ``worker_id`` and ``worker_state``); a replacement takes the
 id of the thread it replaces.
+
+Runs (the engine's bulk lane) are shared by the threads through a ``_Cursor``: each
+thread claims the next block of consecutive items, runs them and posts one
+``RunDone`` for the block. A block holds about ``_BLOCK_SECONDS`` of work by the
+measured duration per item (one item until measured, so slow items go one at a time),
+never more than a fair share of what is left.
 """
 
 from __future__ import annotations
@@ -20,9 +26,12 @@ from typing import Any
 
 from poolkit._core._attempt import WorkerContext, copy_error, initializer_failure, run_attempt
 from poolkit._core._backend import Backend
-from poolkit._core._task import Task
+from poolkit._core._task import Job, Run, RunDone, Task
 
 __all__ = ["ThreadBackend"]
+
+_BLOCK_SECONDS = 0.001
+_LARGEST_BLOCK = 256
 
 
 class _Slot:
@@ -32,13 +41,54 @@ class _Slot:
     thread is still on the attempt being stopped: a handle belongs to one attempt.
     """
 
-    __slots__ = ("abandoned", "context", "number", "task")
+    __slots__ = ("abandoned", "at", "block", "context", "number", "task")
 
     def __init__(self, context: WorkerContext) -> None:
         self.abandoned = False
         self.context = context
         self.task: Task | None = None
         self.number = 0
+        # in a run: the block it claimed and the position it is on
+        self.block: _Block | None = None
+        self.at = -1
+
+
+class _Block:
+    """Consecutive items of a run claimed by one thread, and their outcomes so far.
+
+    The thread appends ``elapsed`` and ``failed`` before ``values``: whoever reads
+    ``len(values)`` (a stop) finds the other two complete up to there.
+    """
+
+    __slots__ = ("cursor", "elapsed", "failed", "hi", "lo", "values")
+
+    def __init__(self, cursor: _Cursor, lo: int, hi: int) -> None:
+        self.cursor = cursor
+        self.lo = lo
+        self.hi = hi
+        self.values: list[Any] = []
+        self.elapsed: list[float] = []
+        self.failed: dict[int, BaseException] = {}
+
+    def done(self, count: int | None = None) -> RunDone:
+        """Its first ``count`` outcomes (all so far when None) as one message."""
+        n = len(self.values) if count is None else count
+        failed = {k: e for k, e in self.failed.items() if k < n} or None
+        return RunDone(self.cursor.run, self.lo, self.values[:n], failed, self.elapsed[:n])
+
+
+class _Cursor:
+    """A run shared by the threads: the next position to claim, and the measured
+    seconds per item (None until a block comes back)."""
+
+    __slots__ = ("next", "posted", "run", "seconds", "stopped")
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.next = 0
+        self.posted = 0
+        self.seconds: float | None = None
+        self.stopped = False
 
 
 class ThreadBackend(Backend):
@@ -60,7 +110,10 @@ class ThreadBackend(Backend):
         self._initializer = initializer
         self._initargs = tuple(initargs)
         self._states = states  # a worker's state dict by id (default: one per thread)
-        self._work: SimpleQueue[tuple[Task, int] | None] = SimpleQueue()
+        self._workers = workers
+        self.default_run_in_flight = 256 * workers
+        self._work: SimpleQueue[tuple[Task, int] | _Cursor | None] = SimpleQueue()
+        self._cursors: dict[Run, _Cursor] = {}
         self._lock = threading.Lock()
         self._threads: dict[threading.Thread, _Slot] = {}
         self._free_ids = list(range(workers - 1, -1, -1))
@@ -73,6 +126,54 @@ class ThreadBackend(Backend):
             put((task, task.attempts))
         if self._free_ids:
             self._grow()
+
+    def takes_runs(self, job: Job) -> bool:
+        return True
+
+    def start_run(self, run: Run) -> None:
+        cursor = _Cursor(run)
+        with self._lock:
+            self._cursors[run] = cursor
+        # one handle per thread that could share it: each claims blocks until none is left
+        for _ in range(min(self._workers, len(run.items))):
+            self._work.put(cursor)
+        if self._free_ids:
+            self._grow()
+
+    def stop_runs(self, runs: Sequence[Run]) -> list[list[tuple[int, bool]]]:
+        """Stop claiming blocks of ``runs`` and drop their unposted outcomes; a thread
+        in a call of one is abandoned (replaced), as ``stop`` does."""
+        answers: list[list[tuple[int, bool]]] = []
+        with self._lock:
+            cursors = [self._cursors.pop(run, None) for run in runs]
+            for cursor in cursors:
+                if cursor is not None:
+                    cursor.stopped = True
+            for run, cursor in zip(runs, cursors, strict=True):
+                if cursor is None:
+                    answers.append([])
+                    continue
+                # positions below ``next`` were claimed: posted, unless a thread holds
+                # their block now; what it finished is posted now (an item finished
+                # before the cut keeps its result), the rest begun up to where it is
+                unfinished: list[tuple[int, bool]] = []
+                for slot in list(self._threads.values()):
+                    block = slot.block
+                    if block is None or block.cursor is not cursor:
+                        continue
+                    lo, hi, at = block.lo, block.hi, slot.at
+                    finished = len(block.values)
+                    if finished:
+                        run.reply.put(block.done(finished))
+                    unfinished += [(p, p <= at) for p in range(lo + finished, hi)]
+                    if lo + finished <= at < hi and not slot.abandoned:
+                        slot.abandoned = True  # in a call: let it go, start another
+                        if not self._closed:
+                            self._spawn(slot.context.id)
+                unfinished += [(p, False) for p in range(cursor.next, len(run.items))]
+                unfinished.sort()
+                answers.append(unfinished)
+        return answers
 
     def stop(self, tasks: Sequence[Task]) -> None:
         for task in tasks:
@@ -140,6 +241,11 @@ class ThreadBackend(Backend):
                 work = get()
                 if work is None:
                     return
+                if type(work) is _Cursor:
+                    self._run_blocks(slot, work)
+                    del work
+                    continue
+                assert isinstance(work, tuple)
                 task, number = work
                 if not task.running or task.attempts != number:  # given up while queued
                     continue
@@ -156,6 +262,61 @@ class ThreadBackend(Backend):
         finally:
             with self._lock:
                 self._threads.pop(threading.current_thread(), None)
+
+    def _run_blocks(self, slot: _Slot, cursor: _Cursor) -> None:
+        """Claim and run blocks of ``cursor``'s run until none is left (or it stops)."""
+        run = cursor.run
+        items = run.items
+        job = run.job
+        end = len(items)
+        clock = time.monotonic
+        lock = self._lock
+        while not slot.abandoned:
+            with lock:
+                lo = cursor.next
+                if cursor.stopped or lo >= end or self._closed:
+                    return  # (closed: the engine's cancel reports what is left)
+                hi = min(end, lo + self._block_size(cursor, end - lo))
+                cursor.next = hi
+                slot.at = lo - 1
+                block = slot.block = _Block(cursor, lo, hi)
+            values, elapsed, failed = block.values, block.elapsed, block.failed
+            for position in range(lo, hi):
+                slot.at = position  # before the check: stop_runs reads it after setting stopped
+                if cursor.stopped:
+                    break
+                began = clock()
+                if self._broken is None:
+                    ok, payload = run_attempt(job, items[position], 1)
+                else:
+                    ok, payload = False, copy_error(self._broken)
+                elapsed.append(clock() - began)
+                if ok:
+                    values.append(payload)
+                else:
+                    failed[position - lo] = payload
+                    values.append(None)
+                del payload
+            with lock:
+                slot.block = None
+                if cursor.stopped or slot.abandoned:
+                    return  # stop_runs posted or reported these positions already
+                took = sum(elapsed) / len(elapsed)
+                known = cursor.seconds
+                cursor.seconds = took if known is None else 0.7 * known + 0.3 * took
+                cursor.posted += len(values)
+                if cursor.posted >= end:  # all posted: nothing left to stop
+                    self._cursors.pop(run, None)
+                run.reply.put(RunDone(run, lo, values, failed or None, elapsed))
+
+    def _block_size(self, cursor: _Cursor, left: int) -> int:
+        """How many items the next block of ``cursor`` takes, ``left`` being unclaimed."""
+        seconds = cursor.seconds
+        if seconds is None:
+            return 1
+        by_time = int(_BLOCK_SECONDS / max(seconds, 1e-8))
+        fair = -(-left // (2 * self._workers))
+        return max(1, min(by_time, fair, _LARGEST_BLOCK))
 
 
 backend_class = ThreadBackend

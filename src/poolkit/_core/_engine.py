@@ -365,7 +365,10 @@ class Engine:
             task.first_start = now - done.elapsed[k]
             if self._stopped_by is None:
                 self._failed(task, error, now)
-            else:  # it ran before the cut: its own error, and no retry now
+            else:  # it ran before the cut: no retry now. An error that would have been
+                # retried is the cut's (as for an item waiting in backoff at the cut)
+                if self._would_retry(error):
+                    error = self._stopped_by()
                 self._finish(task, Err(error, task.item, task.index, 1, done.elapsed[k]))
 
     def _end_attempt(self, task: Task) -> None:
@@ -394,6 +397,13 @@ class Engine:
             self._end_attempt(task)
             self._backend.stop([task])
             self._failed(task, TaskTimeout(timeout, stopped=stopped), now)
+
+    def _would_retry(self, error: BaseException) -> bool:
+        """True when the retry policy would run a first attempt failing so again."""
+        try:
+            return self._retry is not None and self._retry.should_retry(error, 1)
+        except Exception:
+            return False
 
     def _failed(self, task: Task, error: BaseException, now: float) -> None:
         retry = self._retry
