@@ -14,6 +14,7 @@ from typing import Any
 import poolkit
 from poolkit import Cancelled, DeadlineExceeded, Err, Ok
 
+from .conftest import wait_until
 from .test_no_hang import bounded
 
 
@@ -125,3 +126,18 @@ def test_arun_all_serves_runs_on_the_callers_loop() -> None:
     results = asyncio.run(main())
     assert [v[0] for v in results.values] == list(range(5000))
     assert {v[1] for v in results.values} <= set(range(16))
+
+
+def test_the_loops_heartbeat_starts_with_every_runner() -> None:
+    """The backend's own loop ticks from the start: its first tick could run before
+    the backend had stored its loop, raising in the loop and stopping the heartbeat
+    for good (a loop with no heartbeat looks blocked, and its tasks uncancellable)."""
+    from poolkit._backends._async import AsyncBackend
+
+    for _ in range(100):
+        backend = AsyncBackend(2)
+        began = backend._last_tick
+        try:
+            assert wait_until(lambda b=backend, t=began: b._last_tick > t, timeout=10)
+        finally:
+            backend.close()

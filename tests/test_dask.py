@@ -473,8 +473,9 @@ def test_small_items_go_in_few_dask_tasks(dask_runner: Any) -> None:
     assert results.all_ok
     assert results.values == list(range(20_000))
     # a new batch is measured afresh: chunks of 2 until the first comes back (3 per
-    # worker in flight), then chunks of 1024, and a tail
-    assert len(stream.data) <= 20_000 // 1024 + 12, len(stream.data)
+    # worker in flight), then chunks of up to 1024 (a chunk never spans two of the
+    # engine's runs, so a run's remainder may go alone), and a tail: 26-32 here
+    assert len(stream.data) <= 2 * (20_000 // 1024) + 6, len(stream.data)
 
 
 def test_an_adaptive_cluster_sees_the_queued_work_and_grows() -> None:

@@ -27,6 +27,7 @@ from array import array
 from collections import deque
 from collections.abc import Callable, Sequence
 from inspect import isawaitable
+from types import CoroutineType
 from typing import Any
 
 from poolkit._core._attempt import (
@@ -59,8 +60,11 @@ class AsyncBackend(Backend):
         self.default_in_flight = 2 * workers
         self.default_run_in_flight = 32 * workers  # runs: lanes never wait for the engine
         self._own_thread: threading.Thread | None = None
+        self._last_tick = time.monotonic()  # the loop's heartbeat: is it free to cancel?
         if loop is None:
-            loop = asyncio.new_event_loop()
+            # (everything _tick reads is set before the loop runs it: the first tick
+            # once ran before self._loop existed, and the heartbeat died with it)
+            self._loop = loop = asyncio.new_event_loop()
             self._own_thread = threading.Thread(
                 target=_run_loop, args=(loop,), name="poolkit-async-loop", daemon=True
             )
@@ -70,7 +74,6 @@ class AsyncBackend(Backend):
         self._loop_thread_id = (
             self._own_thread.ident if self._own_thread is not None else threading.get_ident()
         )
-        self._last_tick = time.monotonic()  # the loop's heartbeat: is it free to cancel?
         self._state: dict[str, Any] = {}
         self._workers = workers
         self._free_ids = list(range(workers - 1, -1, -1))
@@ -288,7 +291,8 @@ class AsyncBackend(Backend):
         lock = self._lock
         monotonic = time.monotonic
         cursors = self._cursors
-        done: tuple[_Cursor, int, bool, Any, float] | None = None  # the item just run
+        done_in: _Cursor | None = None  # the run of the item just run, and its outcome:
+        done: tuple[int, bool, Any, float] | None = None
         count = 0
         serving: _Cursor | None = None
         items: list[Any] = []
@@ -297,13 +301,14 @@ class AsyncBackend(Backend):
         try:
             while True:
                 with lock:
-                    if done is not None:
-                        cursor = done[0]
-                        if not cursor.stopped:  # else nobody wants it any more
-                            cursor.outcomes.append(done[1:])
-                            if not cursor.waiting:
-                                self._schedule_post(cursor)
-                        done = None
+                    if done_in is not None and done is not None:
+                        if not done_in.stopped:  # else nobody wants it any more
+                            done_in.outcomes.append(done)
+                            if not done[1]:
+                                done_in.failures += 1
+                            if not done_in.waiting:
+                                self._schedule_post(done_in)
+                        done_in = done = None
                     if self._waiters:
                         return
                     while cursors and cursors[0].next >= cursors[0].size:
@@ -325,9 +330,11 @@ class AsyncBackend(Backend):
                     if self._broken is not None:
                         raise copy_error(self._broken)
                     value = fn(*items[position]) if star else fn(items[position])
-                    if isawaitable(value):
+                    if type(value) is CoroutineType or (
+                        type(value) not in _PLAIN and isawaitable(value)
+                    ):
                         value = await value
-                    done = (cursor, position, True, value, monotonic() - began)
+                    done_in, done = cursor, (position, True, value, monotonic() - began)
                 except asyncio.CancelledError:
                     with lock:
                         if cursor.stopped:  # poolkit's own cancel: go on with another item
@@ -336,15 +343,18 @@ class AsyncBackend(Backend):
                                 uncancel()
                             continue
                         cursor.outcomes.append((position, False, asyncio.CancelledError(), 0.0))
+                        cursor.failures += 1
                         self._schedule_post(cursor)
                     raise
                 except BaseException as error:  # the engine decides what it means
-                    done = (cursor, position, False, error, monotonic() - began)
+                    done_in, done = cursor, (position, False, error, monotonic() - began)
         finally:
             with lock:
-                if done is not None and not done[0].stopped:
-                    done[0].outcomes.append(done[1:])
-                    self._schedule_post(done[0])
+                if done_in is not None and done is not None and not done_in.stopped:
+                    done_in.outcomes.append(done)
+                    if not done[1]:
+                        done_in.failures += 1
+                    self._schedule_post(done_in)
                 here[0] = None
                 self._lanes.remove(here)
             self._free_ids.append(worker)
@@ -379,7 +389,18 @@ class _Cursor:
     """A run being served: the next position to take, and outcomes not yet posted (as
     ``(position, ok, value or error, seconds)``)."""
 
-    __slots__ = ("fn", "next", "outcomes", "posted", "run", "size", "star", "stopped", "waiting")
+    __slots__ = (
+        "failures",
+        "fn",
+        "next",
+        "outcomes",
+        "posted",
+        "run",
+        "size",
+        "star",
+        "stopped",
+        "waiting",
+    )
 
     def __init__(self, run: Run) -> None:
         self.run = run
@@ -391,6 +412,7 @@ class _Cursor:
         self.waiting = False  # listed for the next post
         self.posted = 0
         self.outcomes: list[tuple[int, bool, Any, float]] = []
+        self.failures = 0  # failed outcomes among ``outcomes``
 
     def finished(self) -> bool:
         return self.stopped or self.posted == len(self.run.items)
@@ -398,8 +420,15 @@ class _Cursor:
     def drain(self) -> list[RunDone]:
         """RunDone messages for the outcomes gathered, one per run of consecutive positions."""
         outcomes, self.outcomes = self.outcomes, []
+        failures, self.failures = self.failures, 0
         outcomes.sort(key=_first)
         self.posted += len(outcomes)
+        count = len(outcomes)
+        if count and not failures and outcomes[-1][0] - outcomes[0][0] == count - 1:
+            # the usual case, all ok and consecutive: one message, built in bulk
+            values = [outcome[2] for outcome in outcomes]
+            elapsed = array("d", [outcome[3] for outcome in outcomes])
+            return [RunDone(self.run, outcomes[0][0], values, None, elapsed)]
         messages: list[RunDone] = []
         start = 0
         for end in range(1, len(outcomes) + 1):
@@ -411,6 +440,9 @@ class _Cursor:
                 messages.append(RunDone(self.run, group[0][0], values, failed, elapsed))
                 start = end
         return messages
+
+
+_PLAIN = frozenset({int, float, str, bytes, bool, type(None), tuple, list, dict})
 
 
 def _first(outcome: tuple[int, bool, Any, float]) -> int:
