@@ -329,3 +329,19 @@ def test_credentials_rules_for_redirects() -> None:
     assert not carry_credentials("http://a.example:8000/x", "http://a.example:8001/y")
     assert not carry_credentials("https://a.example/x", "http://a.example/y")
     assert not carry_credentials("https://a.example/x", "https://b.example/y")
+
+
+@pytest.mark.parametrize("mode", ["thread", "async"])
+def test_a_trickling_body_hits_the_attempt_limit_alike_in_every_mode(
+    server: LocalServer, mode: str
+) -> None:
+    """A byte every 0.2 s is never idle for the 0.5 s read timeout: the whole-attempt
+    limit (timeout + 1 s) ends it, as TaskTimeout in thread mode and in async mode
+    (where the fetcher holds the limit itself, so URLs run in lanes)."""
+    began = time.monotonic()
+    result = _one(server, "/trickle?seconds=6", timeout=0.5, retries=0, mode=mode)
+    assert isinstance(result, poolkit.Err)
+    assert isinstance(result.error, poolkit.TaskTimeout), repr(result.error)
+    assert result.error.timeout == 1.5
+    assert result.attempts == 1
+    assert time.monotonic() - began < 5

@@ -185,5 +185,7 @@ async def _download_async(
 ) -> poolkit.Results[Page]:
     from ._afetch import AsyncFetcher
 
-    async with AsyncFetcher(options, connections=policies["workers"]) as fetch:
-        return await poolkit.arun_all(fetch, urls, mode="async", **policies)
+    # the fetcher holds each attempt to the limit itself (see AsyncFetcher.__call__)
+    limited = {**policies, "timeout": None}
+    async with AsyncFetcher(options, policies["workers"], policies["timeout"]) as fetch:
+        return await poolkit.arun_all(fetch, urls, mode="async", **limited)

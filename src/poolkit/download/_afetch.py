@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import poolkit
+
 from ._http import BadURL, ConnectFailed, FetchError, ReadTimedOut, redact
 from ._page import FetchOptions, Page
 from ._transfer import CHUNK, USER_AGENT, Transfer
@@ -15,9 +17,10 @@ __all__ = ["AsyncFetcher"]
 class AsyncFetcher:
     """``await fetcher(url) -> Page`` over one aiohttp session (open it with ``async with``)."""
 
-    def __init__(self, options: FetchOptions, connections: int) -> None:
+    def __init__(self, options: FetchOptions, connections: int, limit: float | None = None) -> None:
         self.options = options
         self._connections = connections
+        self._limit = limit  # seconds for a whole attempt, body included (None: none)
         self._session: Any = None
 
     async def __aenter__(self) -> AsyncFetcher:
@@ -44,11 +47,20 @@ class AsyncFetcher:
         kept = transfer.already_there()
         if kept is not None:
             return kept
+        # The attempt limit is held here, not by poolkit's engine: a batch with a
+        # timeout would run one asyncio task per URL; without, long-lived lanes serve
+        # the URLs. Nothing here blocks the loop, so the limit always fires, and it
+        # fails the attempt as the engine's timer would.
+        scope = asyncio.timeout(self._limit)
         try:
-            return await self._fetch(transfer)
+            async with scope:
+                return await self._fetch(transfer)
         except FetchError:
             raise
         except (TimeoutError, OSError, ValueError) as error:
+            if scope.expired():
+                assert self._limit is not None
+                raise poolkit.TaskTimeout(self._limit, stopped=True) from None
             raise _translate(error, transfer.original, self.options.timeout) from error
         except Exception as error:
             import aiohttp
