@@ -18,10 +18,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from poolkit._backends._pickling import pack_error
 from poolkit._core._attempt import WorkerContext, initializer_failure, run_attempt
 from poolkit._core._task import Job
-
-from ._pickling import pack_error
 
 __all__ = ["StopChunk", "interrupt", "run_chunk", "run_piece", "running_keys"]
 

@@ -26,14 +26,15 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from poolkit._backends._chunks import ChunkSizer
+from poolkit._backends._pickling import unpack_error
 from poolkit._core._attempt import copy_error
 from poolkit._core._backend import Backend
-from poolkit._core._task import Job, Run, RunDone, Task
+from poolkit._core._task import Job, Run, Task
 from poolkit._errors import PoolkitError, WorkerCrashed
 
-from ._chunks import ChunkSizer
-from ._dask_worker import interrupt, run_chunk, run_piece, running_keys
-from ._pickling import unpack_error
+from ._ledger import RunLedger
+from ._worker import interrupt, run_chunk, run_piece, running_keys
 
 __all__ = ["DaskBackend", "require_dask"]
 
@@ -136,7 +137,7 @@ class DaskBackend(Backend):
         self._queued: deque[Task] = deque()  # attempts of the per-item lane
         self._ranges: deque[list[Any]] = deque()  # [run, lo, hi]: run items not sent yet
         self._range_items = 0
-        self._unposted: dict[Run, _RunState] = {}  # runs with items that have no outcome
+        self._ledger = RunLedger()  # run items with no outcome posted yet
         self._room = _IN_FLIGHT_CHUNKS * workers  # Dask tasks in flight
         # items of killed tasks, to probe one by one: (task, attempt) or (run, position)
         self._suspects: deque[tuple[Any, int]] = deque()
@@ -170,7 +171,7 @@ class DaskBackend(Backend):
 
     def start_run(self, run: Run) -> None:
         with self._lock:
-            self._unposted[run] = _RunState(len(run.items))
+            self._ledger.open(run)
             self._ranges.append([run, 0, len(run.items)])
             self._range_items += len(run.items)
         self._dispatch()
@@ -207,7 +208,7 @@ class DaskBackend(Backend):
         if isinstance(owner, Task):
             if owner.running and owner.attempts == number:
                 self._submit_tasks([owner], True, address)
-        elif self._is_unposted(owner, number):
+        elif self._ledger.unposted(owner, number):
             self._submit_piece(owner, number, number + 1, True, address)
         return True
 
@@ -313,7 +314,7 @@ class DaskBackend(Backend):
                 **self._options(address),
             )
         except Exception as error:
-            self._post_failed(run, lo, hi, error)
+            self._ledger.post_failed(run, lo, hi, error)
             return
         self._sent(_Sent(future, probe, address, run=run, lo=lo, hi=hi))
 
@@ -364,7 +365,7 @@ class DaskBackend(Backend):
                 if sent.run is not None:
                     values, packed, seconds = outcomes
                     failed = {k: unpack_error(e) for k, e in packed.items()} or None
-                    self._post(sent.run, sent.lo + first, values, failed, seconds)
+                    self._ledger.post(sent.run, sent.lo + first, values, failed, seconds)
                     return
             self._reply(sent, outcomes)
         except Exception as error:  # the chunk's own result still brings these outcomes
@@ -428,75 +429,28 @@ class DaskBackend(Backend):
         if isinstance(done, self._killed_worker):
             with self._lock:
                 if sent.probe:
-                    self._post_failed(run, lo, hi, _culprit(done))
+                    self._ledger.post_failed(run, lo, hi, _culprit(done))
                 else:
                     self._suspects.extend(
-                        (run, p) for p in range(lo, hi) if self._is_unposted(run, p)
+                        (run, p) for p in range(lo, hi) if self._ledger.unposted(run, p)
                     )
             return
         if isinstance(done, BaseException):
             with self._lock:
-                self._post_failed(run, lo, hi, done)
+                self._ledger.post_failed(run, lo, hi, done)
             return
         values, packed, seconds = done
         failed = {k: unpack_error(error) for k, error in packed.items()} if packed else None
         with self._lock:
             if values:
                 self._sizer.observe(run.job, len(values), sum(seconds))
-                self._post(run, lo, values, failed, seconds)
+                self._ledger.post(run, lo, values, failed, seconds)
             if lo + len(values) < hi:  # stopped inside (interrupted): the rest never ran
                 self._requeue(run, lo + len(values), hi)
 
-    def _is_unposted(self, run: Run, position: int) -> bool:
-        state = self._unposted.get(run)
-        return state is not None and not state.posted[position]
-
-    def _post(
-        self,
-        run: Run,
-        lo: int,
-        values: list[Any],
-        failed: dict[int, BaseException] | None,
-        elapsed: list[float],
-    ) -> None:
-        """Post the outcomes of ``run.items[lo:lo + len(values)]``, each exactly once: a
-        position that already has one (or whose run was stopped) is left out. Called
-        with the lock held."""
-        state = self._unposted.get(run)
-        if state is None:
-            return
-        posted = state.posted
-        hi = lo + len(values)
-        for start, end in _zero_runs(posted, lo, hi):  # usually one: (lo, hi)
-            part = failed
-            if failed is not None:
-                part = {k - (start - lo): e for k, e in failed.items() if start <= lo + k < end}
-            whole = start == lo and end == hi
-            run.reply.put(
-                RunDone(
-                    run,
-                    start,
-                    values if whole else values[start - lo : end - lo],
-                    part or None,
-                    elapsed if whole else elapsed[start - lo : end - lo],
-                )
-            )
-            posted[start:end] = b"\x01" * (end - start)
-            state.left -= end - start
-        if state.left <= 0:
-            del self._unposted[run]
-
-    def _post_failed(self, run: Run, lo: int, hi: int, error: BaseException) -> None:
-        """Every item of ``run.items[lo:hi]`` failed with (a copy of) ``error``."""
-        n = hi - lo
-        self._post(run, lo, [None] * n, {k: copy_error(error) for k in range(n)}, [0.0] * n)
-
     def _requeue(self, run: Run, lo: int, hi: int) -> None:
         """Send ``run.items[lo:hi]`` again, the ones with no outcome yet, first in line."""
-        state = self._unposted.get(run)
-        if state is None:
-            return
-        for start, end in reversed(_zero_runs(state.posted, lo, hi)):
+        for start, end in reversed(self._ledger.stretches(run, lo, hi)):
             self._ranges.appendleft([run, start, end])
             self._range_items += end - start
 
@@ -592,7 +546,7 @@ class DaskBackend(Backend):
                 if sent is None:
                     continue
                 if sent.run is not None:
-                    self._post_failed(sent.run, sent.lo, sent.hi, crash)
+                    self._ledger.post_failed(sent.run, sent.lo, sent.hi, crash)
             for _, task, number in sent.entries or ():
                 task.reply.put((task, number, False, crash))
             try:
@@ -640,8 +594,7 @@ class DaskBackend(Backend):
             for sent in live:
                 held.update((id(t), t) for _, t, _ in sent.entries or ())
             # first: the cancels below must find these items ended
-            for run, state in list(self._unposted.items()):
-                self._post_failed(run, 0, len(state.posted), error)
+            self._ledger.fail_all(error)
         for task in held.values():
             task.reply.put((task, task.attempts, False, copy_error(error)))
         for sent in live:
@@ -675,8 +628,8 @@ class DaskBackend(Backend):
         with self._lock:
             stopping = set(runs)
             for run in runs:
-                state = self._unposted.pop(run, None)
-                if state is None:
+                left = self._ledger.stop(run)
+                if left is None:
                     answers.append([])
                     continue
                 began = bytearray(len(run.items))
@@ -689,9 +642,7 @@ class DaskBackend(Backend):
                 for owner, position in self._suspects:
                     if owner is run:
                         began[position] = 1
-                answers.append(
-                    [(p, bool(began[p])) for p, done in enumerate(state.posted) if not done]
-                )
+                answers.append([(p, bool(began[p])) for p in left])
             self._suspects = deque(s for s in self._suspects if s[0] not in stopping)
             kept = deque(r for r in self._ranges if r[0] not in stopping)
             self._range_items = sum(r[2] - r[1] for r in kept)
@@ -815,33 +766,6 @@ class _Sent:
         self.run = run
         self.lo = lo
         self.hi = hi
-
-
-class _RunState:
-    """Which items of a run have had their outcome posted (each is posted once)."""
-
-    __slots__ = ("left", "posted")
-
-    def __init__(self, size: int) -> None:
-        self.posted = bytearray(size)
-        self.left = size
-
-
-def _zero_runs(posted: bytearray, lo: int, hi: int) -> list[tuple[int, int]]:
-    """The maximal ``(start, end)`` stretches of ``posted[lo:hi]`` not posted yet.
-
-    Example:
-        >>> _zero_runs(bytearray(b"\\x01\\x00\\x00\\x01\\x00"), 0, 5)
-        [(1, 3), (4, 5)]
-    """
-    stretches = []
-    start = posted.find(0, lo, hi)
-    while start != -1:
-        end = posted.find(1, start, hi)
-        end = hi if end == -1 else end
-        stretches.append((start, end))
-        start = posted.find(0, end, hi)
-    return stretches
 
 
 def _culprit(killed: BaseException) -> WorkerCrashed:
