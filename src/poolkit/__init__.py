@@ -13,9 +13,11 @@ Examples:
 
 from __future__ import annotations
 
-import typing as _typing
+# Not `from typing import TYPE_CHECKING`: importing typing (and re with it) was most of
+# `import poolkit`'s time; type checkers treat this name the same way.
+TYPE_CHECKING = False
 
-if _typing.TYPE_CHECKING:
+if TYPE_CHECKING:
     from ._api import arun_all, astream, run_all, stream
     from ._core._attempt import worker_id, worker_state
     from ._errors import (
@@ -38,6 +40,8 @@ if _typing.TYPE_CHECKING:
     from ._shared import Shared, shared
     from ._stream import AsyncResultStream, ResultStream
     from ._summary import Summary
+
+del TYPE_CHECKING  # not a public name
 
 __all__ = [
     "AsyncResultStream",
@@ -110,7 +114,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> _typing.Any:
+def __getattr__(name: str) -> object:
     module = _WHERE.get(name)
     if module is not None:
         import importlib
