@@ -443,7 +443,7 @@ def test_one_bad_item_costs_few_worker_deaths(tmp_path: Path) -> None:
             ),
             120,
         )
-    assert [r.index for r in results.errs] == [7]
+    assert [r.index for r in results.errs] == [7], [repr(r.error) for r in results.errs]
     assert isinstance(results[7].error, poolkit.WorkerCrashed)
     count = len(deaths.read_text().splitlines())
     assert count <= 5, f"{count} worker deaths for one bad item"

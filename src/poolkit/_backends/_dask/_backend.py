@@ -485,6 +485,11 @@ class DaskBackend(Backend):
                 if time.monotonic() > give_up:
                     return _lost(f"its outcome did not come within {_FETCH_TIMEOUT:g} s")
             except Exception as problem:
+                if future.status in ("pending", "lost") and self._client.status == "running":
+                    # the worker holding the result died during the fetch and Dask
+                    # computes it again (its gather can raise then, even an
+                    # UnboundLocalError): the cluster's loss, not the items'
+                    return _LOST
                 return _lost(f"fetching its outcome raised {problem!r}")
 
     def started_at(self, task: Task) -> float | None:
