@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
+from array import array
 from collections.abc import Callable, Sequence
 from queue import SimpleQueue
 from typing import Any
@@ -67,7 +68,7 @@ class _Block:
         self.lo = lo
         self.hi = hi
         self.values: list[Any] = []
-        self.elapsed: list[float] = []
+        self.elapsed = array("d")  # as Results keeps it: placed without a conversion
         self.failed: dict[int, BaseException] = {}
 
     def done(self, count: int | None = None) -> RunDone:

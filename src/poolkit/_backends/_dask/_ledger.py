@@ -8,6 +8,7 @@ backend calls it with its lock held.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from poolkit._core._attempt import copy_error
@@ -60,7 +61,7 @@ class RunLedger:
         lo: int,
         values: list[Any],
         failed: dict[int, BaseException] | None,
-        elapsed: list[float],
+        elapsed: Sequence[float],
     ) -> None:
         """Post the outcomes of ``run.items[lo:lo + len(values)]`` that have none yet."""
         state = self._posted.get(run)
