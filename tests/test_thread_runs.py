@@ -52,3 +52,25 @@ def test_threads_stuck_in_a_cut_run_are_replaced() -> None:
         results = runner.run_all(nap, [0.1] * 4)
         assert results.all_ok
         assert time.monotonic() - began < 10.0  # not behind the 30 s calls
+
+
+def _fails_on_negative(x: float) -> float:
+    if x < 0:
+        raise ValueError(x)
+    return nap(x)
+
+
+def test_a_failure_is_posted_before_its_slow_block_neighbour_finishes() -> None:
+    """One thread, a fast item, then a failing one and slow ones that share a block:
+    fail-fast cuts the batch at once (the failure waited for its block's end, 30 s)."""
+    began = time.monotonic()
+    results = poolkit.run_all(
+        _fails_on_negative,
+        [0.0, -1.0, 30.0, 30.0, 30.0],
+        mode="thread",
+        workers=1,
+        fail_fast=True,
+    )
+    assert time.monotonic() - began < 10.0
+    assert isinstance(results[1].error, ValueError)
+    assert all(isinstance(r.error, poolkit.Cancelled) for r in results[2:])

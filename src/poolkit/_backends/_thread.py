@@ -294,21 +294,37 @@ class ThreadBackend(Backend):
                 elapsed.append(clock() - began)
                 if ok:
                     values.append(payload)
-                else:
-                    failed[position - lo] = payload
-                    values.append(None)
+                    del payload
+                    continue
+                failed[position - block.lo] = payload
+                values.append(None)
                 del payload
+                if position + 1 < hi:
+                    # a failure goes out at once, not after the rest of its block: a
+                    # slow neighbour must not hold back fail-fast or a retry
+                    with lock:
+                        if cursor.stopped or slot.abandoned:
+                            return
+                        self._post_block(block)
+                        block = slot.block = _Block(cursor, position + 1, hi)
+                    values, elapsed, failed = block.values, block.elapsed, block.failed
             with lock:
                 slot.block = None
                 if cursor.stopped or slot.abandoned:
                     return  # stop_runs posted or reported these positions already
-                took = sum(elapsed) / len(elapsed)
-                known = cursor.seconds
-                cursor.seconds = took if known is None else 0.7 * known + 0.3 * took
-                cursor.posted += len(values)
-                if cursor.posted >= end:  # all posted: nothing left to stop
-                    self._cursors.pop(run, None)
-                run.reply.put(RunDone(run, lo, values, failed or None, elapsed))
+                self._post_block(block)
+
+    def _post_block(self, block: _Block) -> None:
+        """(Lock held.) Post a finished block's outcomes; learn the time per item."""
+        cursor, run = block.cursor, block.cursor.run
+        elapsed = block.elapsed
+        took = sum(elapsed) / len(elapsed)
+        known = cursor.seconds
+        cursor.seconds = took if known is None else 0.7 * known + 0.3 * took
+        cursor.posted += len(block.values)
+        if cursor.posted >= len(run.items):  # all posted: nothing left to stop
+            self._cursors.pop(run, None)
+        run.reply.put(RunDone(run, block.lo, block.values, block.failed or None, elapsed))
 
     def _block_size(self, cursor: _Cursor, left: int) -> int:
         """How many items the next block of ``cursor`` takes, ``left`` being unclaimed."""
