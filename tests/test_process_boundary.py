@@ -309,3 +309,44 @@ def test_a_worker_releases_a_finished_chunks_items(tmp_path: Path) -> None:
         assert r.run_all(number_of, items).values == [0, 1, 2, 3, 4]
         # the worker is now idle, waiting for its next chunk
         assert wait_until(lambda: len(list(tmp_path.glob("released-*"))) == 5, timeout=10)
+
+
+MAIN_CLASSES = """
+import poolkit
+from dataclasses import dataclass
+
+@dataclass
+class Point:
+    x: int
+
+def make(x):
+    return Point(x)
+
+def is_point(p):
+    match p:
+        case Point(x=x):
+            return x
+    return "not a Point"
+
+def run():
+    with poolkit.runner("process", workers=2) as r:
+        made = r.run_all(make, range(3))
+        made.raise_errors()
+        print(all(type(r.value) is Point for r in made), [r.value.x for r in made])
+        print(r.run_all(is_point, [Point(5), Point(6)]).values)
+"""
+
+
+@pytest.mark.parametrize("how", ["script", "-c"])
+def test_a_class_of_main_crosses_both_ways_as_itself(tmp_path: Path, how: str) -> None:
+    """A result that is an instance of a class defined in the script comes back as that
+    class (it failed: "not the same object as __main__.Point"), and an item of it is an
+    instance of the class the function sees (``match``/``isinstance`` failed)."""
+    code = MAIN_CLASSES + '\nif __name__ == "__main__":\n    run()\n'
+    script = tmp_path / "points.py"
+    script.write_text(code)
+    command = [str(script)] if how == "script" else ["-c", code]
+    done = subprocess.run(
+        [sys.executable, *command], capture_output=True, text=True, timeout=100, cwd=tmp_path
+    )
+    assert done.stdout.split("\n")[:2] == ["True [0, 1, 2]", "[5, 6]"], done.stdout + done.stderr

@@ -9,7 +9,9 @@ original cannot be rebuilt.
 
 from __future__ import annotations
 
+import io
 import pickle
+import sys
 import traceback
 from typing import Any
 
@@ -17,7 +19,14 @@ import cloudpickle
 
 from poolkit._errors import RemoteError, RemoteTraceback
 
-__all__ = ["dumps", "loads", "pack_error", "unpack_error", "why_unpicklable"]
+__all__ = [
+    "dumps",
+    "load_function",
+    "loads",
+    "pack_error",
+    "unpack_error",
+    "why_unpicklable",
+]
 
 loads = pickle.loads
 
@@ -28,6 +37,61 @@ def dumps(value: Any) -> bytes:
         return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
     except Exception:
         return cloudpickle.dumps(value, pickle.HIGHEST_PROTOCOL)  # type: ignore[no-any-return]
+
+
+def load_function(blob: bytes) -> Any:
+    """Load a function the parent sent with cloudpickle, and make the ``__main__``
+    classes sent with it (by value) the ones this process's ``__main__`` names.
+
+    The parent's script defines ``Point`` and ``make(x) -> Point``; ``make`` travels by
+    value with its own copy of ``Point``, while an item or result that is a ``Point``
+    travels by reference, as ``__main__.Point``. Unless that name means the copy the
+    function uses, a result cannot be pickled back ("not the same object as
+    __main__.Point") and an item fails ``isinstance(item, Point)`` in the function.
+
+    Example:
+        >>> import cloudpickle
+        >>> Local = type("Local", (), {"__module__": "__main__"})
+        >>> copy = load_function(cloudpickle.dumps(Local))
+        >>> sys.modules["__main__"].Local is copy
+        True
+        >>> del sys.modules["__main__"].Local
+    """
+    loader = _NotingLoader(io.BytesIO(blob))
+    value = loader.load()
+    main = sys.modules.get("__main__")
+    if main is not None:
+        for rebuilt in loader.rebuilt:
+            name = getattr(rebuilt, "__qualname__", "")
+            if getattr(rebuilt, "__module__", None) == "__main__" and name.isidentifier():
+                setattr(main, name, rebuilt)
+    return value
+
+
+# cloudpickle's constructors of classes sent by value (names private to cloudpickle: with
+# another version they are simply not noted, and only the adoption above is lost)
+_CLASS_MAKERS = frozenset({"_make_skeleton_class", "_make_skeleton_enum"})
+
+
+class _NotingLoader(pickle.Unpickler):
+    """An unpickler that notes each class cloudpickle rebuilds while loading."""
+
+    def __init__(self, file: io.BytesIO) -> None:
+        super().__init__(file)
+        self.rebuilt: list[Any] = []
+
+    def find_class(self, module: str, name: str) -> Any:
+        found = super().find_class(module, name)
+        if name in _CLASS_MAKERS and module.startswith("cloudpickle"):
+            rebuilt = self.rebuilt
+
+            def noting(*args: Any) -> Any:
+                made = found(*args)
+                rebuilt.append(made)
+                return made
+
+            return noting
+        return found
 
 
 def why_unpicklable(value: Any) -> str | None:

@@ -21,7 +21,7 @@ from multiprocessing.connection import Connection
 from queue import SimpleQueue
 from typing import Any
 
-from poolkit._backends._pickling import dumps, pack_error
+from poolkit._backends._pickling import dumps, load_function, pack_error
 from poolkit._core import _attempt
 from poolkit._core._attempt import WorkerContext, run_attempt
 from poolkit._core._task import Job
@@ -157,7 +157,7 @@ class _Outbox:
     def _add_pickled(self, value: Any) -> None:
         values = self._values
         try:
-            data = pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+            data = dumps(value)  # cloudpickle as the fallback, as for items
         except Exception as error:
             problem = pickle.PicklingError(
                 f"the item's result ({type(value).__name__}) could not be pickled to send "
@@ -216,7 +216,7 @@ class _Outbox:
 def _load_job(blob: bytes) -> Job:
     """The Job, or one whose function raises why it could not be loaded in this process."""
     try:
-        job: Job = pickle.loads(blob)
+        job: Job = load_function(blob)
         return job
     except BaseException as error:
         problem = RuntimeError(
