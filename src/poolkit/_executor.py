@@ -124,8 +124,11 @@ class Executor(cf.Executor):
         from this call, as in the standard library. ``chunksize`` is accepted for
         compatibility; poolkit sizes process-mode chunks itself.
         """
-        if buffersize is not None and (isinstance(buffersize, bool) or buffersize < 1):
-            raise ValueError(f"buffersize={buffersize!r}: expected an int >= 1 or None")
+        if buffersize is not None:
+            if isinstance(buffersize, bool) or not isinstance(buffersize, int):
+                raise TypeError(f"buffersize must be an int or None, not {buffersize!r}")
+            if buffersize < 1:
+                raise ValueError(f"buffersize must be None or >= 1, not {buffersize!r}")
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
         end = None if timeout is None else time.monotonic() + timeout
@@ -138,12 +141,12 @@ class Executor(cf.Executor):
         def results() -> Iterator[T]:
             try:
                 while pending:
-                    future = pending.popleft()
                     left = None if end is None else end - time.monotonic()
-                    value = future.result(left)
+                    pending[0].result(left)  # wait; an item's error is raised here
                     for args in itertools.islice(arguments, 1):
                         pending.append(self.submit(fn, *args))
-                    yield value
+                    # no name here holds the value while the caller has it
+                    yield pending.popleft().result()
             finally:
                 for future in pending:
                     future.cancel()

@@ -10,7 +10,6 @@ after what was submitted has finished.
 from __future__ import annotations
 
 import threading
-import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, InvalidStateError
@@ -74,7 +73,9 @@ class Submitter:
         self._source = _QueueSource(self._forget)
         self._count = 0
         self._thread: threading.Thread | None = None
-        self.tasks: weakref.WeakKeyDictionary[Future[Any], Task] = weakref.WeakKeyDictionary()
+        # the task behind each unfinished future (for ``stop``); an entry leaves with its
+        # Result: a weak dict cannot do it, the task holds its future
+        self.tasks: dict[Future[Any], Task] = {}
 
     def submit(self, job: Job, item: Any, future: Future[Any] | None = None) -> Future[Any]:
         """Queue ``job`` on ``item``; ``set_result`` of the Future is called with its Result."""
@@ -114,7 +115,9 @@ class Submitter:
 
     def _forget(self, index: int) -> None:
         with self._lock:
-            self._futures.pop(index, None)
+            future = self._futures.pop(index, None)
+            if future is not None:
+                self.tasks.pop(future, None)
 
     def _coordinate(self) -> None:
         source = self._source
@@ -145,15 +148,20 @@ class Submitter:
                 assert not isinstance(result, OkRun)  # its source is unsized: no bulk lane
                 with self._lock:
                     future = futures.pop(result.index, None)
+                    if future is not None:
+                        self.tasks.pop(future, None)
                 if future is not None:
                     try:
                         future.set_result(result)
                     except InvalidStateError:  # cancelled while running, meanwhile
                         pass
+                # not kept while waiting for the next one: the caller may drop its value
+                del result, future
         except BaseException as error:  # the engine itself failed: fail what it held
             with self._lock:
                 running = [f for f in futures.values() if f.running()]
                 futures.clear()
+                self.tasks.clear()
                 queued = list(self._source.queue)
                 self._source.queue.clear()
             for task in queued:
