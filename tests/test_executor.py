@@ -354,3 +354,23 @@ def test_serial_async_and_thread_modes_work_too() -> None:
     for mode in ("serial", "async"):
         with poolkit.Executor(mode, workers=2) as pool:
             assert list(pool.map(mul, [1, 2], [3, 4])) == [3, 8]
+
+
+def _pool_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("poolkit-thread")]
+
+
+def test_idle_thread_reuse() -> None:
+    """CPython's test_idle_thread_reuse: one item after another runs on one thread (each
+    submit started a new thread while one sat idle, up to ``workers``)."""
+    with poolkit.Executor("thread", workers=5) as pool:
+        before = set(_pool_threads())
+        assert pool.submit(mul, 21, 2).result() == 42
+        assert pool.submit(mul, 6, 7).result() == 42
+        assert pool.submit(mul, 3, 14).result() == 42
+        assert len(set(_pool_threads()) - before) == 1
+    with poolkit.runner("thread", workers=5) as runner:
+        before = set(_pool_threads())
+        for item in range(3):
+            assert runner.run_all(abs, [item]).values == [item]
+        assert len(set(_pool_threads()) - before) == 1

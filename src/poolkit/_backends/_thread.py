@@ -22,7 +22,7 @@ import threading
 import time
 from array import array
 from collections.abc import Callable, Sequence
-from queue import SimpleQueue
+from queue import Empty, SimpleQueue
 from typing import Any
 
 from poolkit._core._attempt import WorkerContext, copy_error, initializer_failure, run_attempt
@@ -118,6 +118,10 @@ class ThreadBackend(Backend):
         self._lock = threading.Lock()
         self._threads: dict[threading.Thread, _Slot] = {}
         self._free_ids = list(range(workers - 1, -1, -1))
+        # a token per time a thread went to wait for work; ``_grow`` takes one per piece
+        # of work before it starts a thread (more tokens than idle threads only after
+        # one exits, when no work comes any more)
+        self._idle = threading.Semaphore(0)
         self._broken: BaseException | None = None
         self._closed = False
 
@@ -125,8 +129,7 @@ class ThreadBackend(Backend):
         put = self._work.put
         for task in tasks:
             put((task, task.attempts))
-        if self._free_ids:
-            self._grow()
+        self._grow(len(tasks))
 
     def takes_runs(self, job: Job) -> bool:
         return True
@@ -136,10 +139,10 @@ class ThreadBackend(Backend):
         with self._lock:
             self._cursors[run] = cursor
         # one handle per thread that could share it: each claims blocks until none is left
-        for _ in range(min(self._workers, len(run.items))):
+        handles = min(self._workers, len(run.items))
+        for _ in range(handles):
             self._work.put(cursor)
-        if self._free_ids:
-            self._grow()
+        self._grow(handles)
 
     def stop_runs(self, runs: Sequence[Run]) -> list[list[tuple[int, bool]]]:
         """Stop claiming blocks of ``runs`` and drop their unposted outcomes; a thread
@@ -205,15 +208,18 @@ class ThreadBackend(Backend):
             if thread is not threading.current_thread():
                 thread.join(timeout=5.0)
 
-    def _grow(self) -> None:
-        """Start threads for the work waiting in the queue, up to ``workers`` in all: a
-        3-item batch starts 3 threads, not ``workers``. (An idle thread may take an item
-        meanwhile, so this errs towards one thread too many, never too few.)"""
+    def _grow(self, added: int) -> None:
+        """After ``added`` pieces of work were queued: each goes to an idle thread, or
+        else to a new one, up to ``workers`` threads in all. A 3-item batch starts 3
+        threads, not ``workers``, and one item after another reuses one thread."""
+        while added > 0 and self._idle.acquire(blocking=False):
+            added -= 1  # a thread waiting in ``get`` takes it
+        if added <= 0 or not self._free_ids:
+            return
         with self._lock:
-            wanted = self._work.qsize()
-            while wanted > 0 and self._free_ids and not self._closed:
+            while added > 0 and self._free_ids and not self._closed:
                 self._spawn(self._free_ids.pop())
-                wanted -= 1
+                added -= 1
 
     def _spawn(self, worker_id: int) -> None:
         state = None if self._states is None else self._states(worker_id)
@@ -236,10 +242,15 @@ class ThreadBackend(Backend):
         slot.context.enter()
         self._initialize()
         get = self._work.get
+        idle = self._idle
         monotonic = time.monotonic
         try:
             while not slot.abandoned:
-                work = get()
+                try:
+                    work = get(block=False)
+                except Empty:  # about to wait: count as idle, for ``_grow`` to reuse
+                    idle.release()
+                    work = get()
                 if work is None:
                     return
                 if type(work) is _Cursor:
