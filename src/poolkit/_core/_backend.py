@@ -23,8 +23,8 @@ class Backend(ABC):
     default_in_flight: int = 2
     #: True when attempts handed over beyond ``capacity`` simply wait in the backend's
     #: queue, each starting when a worker frees up (``started_at`` tells when). The
-    #: engine then hands work over in bulk when no limit needs exact start times
-    #: (no timeout, no rate limit), instead of one item per completion.
+    #: engine then hands work over in bulk, instead of one item per completion, unless
+    #: a rate limit needs the engine to time each start itself.
     queues: bool = False
     #: The default bound on items in flight in the bulk lane (None: ``default_in_flight``).
     default_run_in_flight: int | None = None

@@ -113,8 +113,10 @@ class Engine:
         self._source = source
         self._backend = backend
         self._capacity = backend.capacity
-        if backend.queues and policies.timeout is None and policies.rate_limit is None:
-            # Bulk hand-over: the engine wakes per batch of completions, not per item.
+        if backend.queues and policies.rate_limit is None:
+            # Bulk hand-over: the engine wakes per batch of completions, not per item. A
+            # timeout counts from the start the worker reports (see ``_expire``); a rate
+            # limit needs each start to be the engine's own.
             self._capacity = 1 << 30  # max_in_flight is the bound that matters
         self._retry = policies.retry
         self._timeout = policies.timeout
@@ -385,8 +387,8 @@ class Engine:
             if not task.running or task.attempts != number:
                 continue
             started = self._backend.started_at(task)
-            if started is None:  # still queued behind other work in its worker
-                heapq.heappush(timers, (now + min(timeout, 0.02), next(self._seq), task, number))
+            if started is None:  # still queued: whenever it starts, it ends no sooner
+                heapq.heappush(timers, (now + timeout, next(self._seq), task, number))
                 continue
             if started + timeout > now:
                 heapq.heappush(timers, (started + timeout, next(self._seq), task, number))
