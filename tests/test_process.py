@@ -272,6 +272,48 @@ def test_runner_left_to_interpreter_exit_does_not_hang() -> None:
     assert time.monotonic() - began < 20
 
 
+def test_a_busy_runner_left_to_interpreter_exit_does_not_hang(tmp_path: Any) -> None:
+    """Workers are not daemons (they may start processes of their own); one busy in a
+    long call when the interpreter exits is killed, not waited for."""
+    flag = tmp_path / "started"
+    began = time.monotonic()
+    done = _run_script(f"""
+        import os, time, weakref
+        class Anything:
+            pass
+        keep = Anything()
+        weakref.finalize(keep, print)  # finalizers' exit hook now runs after multiprocessing's
+        import poolkit
+        def busy(path):
+            open(path, "w").close()
+            time.sleep(300)
+        if __name__ == "__main__":
+            r = poolkit.runner("process", workers=1)
+            r.submit(busy, {str(flag)!r})
+            while not os.path.exists({str(flag)!r}):  # until the worker is in the call
+                time.sleep(0.01)
+            print("leaving")
+    """)
+    assert done.returncode == 0, done.stderr
+    assert "leaving" in done.stdout
+    assert time.monotonic() - began < 30
+
+
+def nested_sum(n: int) -> int:
+    """Process mode inside a process-mode worker."""
+    return sum(poolkit.run_all(abs, range(-n, 0), mode="process", workers=2).values)
+
+
+def test_process_mode_nests_in_a_worker() -> None:
+    """A worker may start a process pool of its own, as ProcessPoolExecutor's workers
+    may since Python 3.9 (it failed every inner item: daemonic processes are not
+    allowed to have children, reported as a start-up failure)."""
+    before = set(live_children())
+    results = poolkit.run_all(nested_sum, [3, 4], mode="process", workers=2)
+    assert results.values == [6, 10], results.errs
+    assert wait_until(lambda: set(live_children()) <= before)
+
+
 def test_workers_exit_when_the_parent_is_killed() -> None:
     """SIGKILL the parent mid-batch: its workers notice and exit within seconds."""
     parent = subprocess.Popen(

@@ -110,7 +110,11 @@ class WorkerHandle:
             target=worker_main,
             args=(tasks_r, results_w, slots, slot, initializer, tuple(initargs)),
             name=f"poolkit-worker-{slot}",
-            daemon=True,
+            # not a daemon, so the function may start processes of its own (process mode
+            # nested in process mode), as ProcessPoolExecutor's workers may; what is left
+            # running at exit is killed by ``_pool``'s exit hook before multiprocessing
+            # would wait for it
+            daemon=False,
         )
         self.process.start()
         tasks_r.close()  # the child holds these ends now

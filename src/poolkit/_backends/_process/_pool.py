@@ -18,8 +18,10 @@ without a leading underscore. ``_handle.py`` starts and stops the processes;
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import multiprocessing
+import multiprocessing.util
 import threading
 import time
 import weakref
@@ -42,6 +44,19 @@ from ._wire import HALT, MARK, STRIDE, TIME, FunctionTable, mark, split_mark
 from ._work import FINISHED, Piece, RunWork, TaskWork, Work
 
 __all__ = ["ProcessBackend"]
+
+_LIVE: weakref.WeakSet[ProcessBackend] = weakref.WeakSet()
+
+
+def _kill_leftovers() -> None:
+    """At exit, kill the workers of backends never closed: they are not daemons, and
+    multiprocessing's own exit hook (registered before this one, so run after it)
+    would wait for them forever."""
+    for backend in list(_LIVE):
+        backend._finalizer()
+
+
+atexit.register(_kill_leftovers)
 
 _TARGET_CHUNK_SECONDS = 0.01
 _MAX_CHUNK = 2048
@@ -114,6 +129,7 @@ class ProcessBackend(Backend):
         self._collector: Collector | None = None
         self._alive = [True]  # cleared by the finalizer: no more workers after that
         self._finalizer = weakref.finalize(self, kill_all, self.workers, self._alive)
+        _LIVE.add(self)
 
     # -- the engine's interface -------------------------------------------------------
 
