@@ -97,6 +97,28 @@ def test_tenacity_wait_strategies() -> None:
     assert all(0 <= default.wait(ValueError(), n) <= 10 for n in range(1, 20))
 
 
+@pytest.mark.parametrize("mode", ["serial", "thread", "process", "async"])
+def test_tenacity_retry_strategies_pick_what_is_retried(mode: str) -> None:
+    """``on`` takes tenacity's retry strategies, combined too (they were taken for a
+    predicate and failed the item with AttributeError: no ``outcome``)."""
+    on = tenacity.retry_if_exception_type(TransientError) | tenacity.retry_if_exception_message(
+        match="busy"
+    )
+    plan = {
+        0: [Raise(TransientError()), Raise(TransientError())],
+        1: [Raise(OSError("busy"))],
+        2: [Raise(FatalError())],
+    }
+    results = poolkit.run_all(
+        faulty(identity, plan),
+        range(3),
+        mode=mode,
+        retry=poolkit.Retry(attempts=3, on=on, backoff=0),
+    )
+    assert [(r.is_ok(), r.attempts) for r in results] == [(True, 3), (True, 2), (False, 1)]
+    assert isinstance(results[2].error, FatalError)
+
+
 def test_never_retried_errors() -> None:
     """Cancelled and DeadlineExceeded are never retried, even with on=BaseException."""
     retry = poolkit.Retry(attempts=9, on=BaseException)

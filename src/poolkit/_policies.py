@@ -54,7 +54,9 @@ class Retry:
     """Try a failed item again, up to ``attempts`` attempts in all.
 
     ``on`` picks the failures that are retried: exception types (matched with
-    ``isinstance``) or a predicate ``(exception) -> bool``. ``backoff`` is the wait
+    ``isinstance``), a predicate ``(exception) -> bool``, or a tenacity retry
+    strategy (``retry_if_exception_type(...) | retry_if_exception_message(...)``, which
+    sees each failure as a failed attempt). ``backoff`` is the wait
     before each retry: seconds as a number, or any tenacity wait strategy; the
     default is exponential with full jitter (0.1 s doubling, capped at 10 s).
     Waiting items do not occupy a worker. ``KeyboardInterrupt``, ``SystemExit``,
@@ -65,6 +67,9 @@ class Retry:
         >>> Retry(attempts=5, on=(ConnectionError, TimeoutError),
         ...       backoff=tenacity.wait_fixed(0.5)).attempts
         5
+        >>> Retry(on=tenacity.retry_if_exception_message(match="busy")).should_retry(
+        ...     OSError("busy, try later"), attempt=1)
+        True
         >>> Retry(attempts=0)
         Traceback (most recent call last):
         ...
@@ -90,7 +95,7 @@ class Retry:
         ):
             raise TypeError(
                 f"Retry(on={self.on!r}): on must be an exception type, a non-empty tuple of "
-                "exception types, or a predicate (exception) -> bool"
+                "exception types, a predicate (exception) -> bool or a tenacity retry strategy"
             )
         backoff = self.backoff
         if isinstance(backoff, bool) or not (isinstance(backoff, int | float) or callable(backoff)):
@@ -117,6 +122,8 @@ class Retry:
         on = self.on
         if _is_exception_types(on):
             return isinstance(error, on)  # type: ignore[arg-type]
+        if type(on).__module__.startswith("tenacity"):  # a strategy: it reads a call state
+            return bool(on(_call_state(error, attempt)))  # type: ignore[operator]
         return bool(on(error))  # type: ignore[operator]
 
     def wait(self, error: BaseException, attempt: int) -> float:
@@ -124,14 +131,19 @@ class Retry:
         backoff = self.backoff
         if isinstance(backoff, int | float):
             return float(backoff)
-        import tenacity
+        return max(0.0, float(backoff(_call_state(error, attempt))))
 
-        state = tenacity.RetryCallState(None, None, (), {})  # type: ignore[arg-type]
-        state.attempt_number = attempt
-        future = tenacity.Future(attempt)
-        future.set_exception(error)
-        state.outcome = future
-        return max(0.0, float(backoff(state)))
+
+def _call_state(error: BaseException, attempt: int) -> Any:
+    """What tenacity's strategies read: attempt ``attempt`` failed with ``error``."""
+    import tenacity
+
+    state = tenacity.RetryCallState(None, None, (), {})  # type: ignore[arg-type]
+    state.attempt_number = attempt
+    future = tenacity.Future(attempt)
+    future.set_exception(error)
+    state.outcome = future
+    return state
 
 
 def _name(value: Any) -> str:
