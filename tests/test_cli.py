@@ -242,6 +242,8 @@ def test_version_headers_sizes_and_help(server: LocalServer) -> None:
     helped = cli("download", "--help").stdout
     assert "default: 30.0" in helped
     assert "16 threads" in helped
+    assert "default: None" not in helped  # said of options without a default: noise
+    assert "(default: thread)" in helped
 
 
 def test_messages_say_what_the_user_set(server: LocalServer, tmp_path: Path) -> None:

@@ -69,7 +69,13 @@ def _header(text: str) -> tuple[str, str]:
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """--help shows every default."""
+    """--help shows every default that says something (not "None", "[]" or "False")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, [], False) or "default:" in text:
+            return text
+        return super()._get_help_string(action) or text
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -96,7 +102,12 @@ def _parser() -> argparse.ArgumentParser:
         help="read URLs from FILE, one per line; blank lines and # comments are skipped "
         "('-' for standard input)",
     )
-    down.add_argument("--mode", default="thread", choices=["serial", "thread", "process", "async"])
+    down.add_argument(
+        "--mode",
+        default="thread",
+        choices=["serial", "thread", "process", "async"],
+        help="how downloads run at once (async: aiohttp when installed)",
+    )
     down.add_argument(
         "-j",
         "--workers",
