@@ -7,6 +7,7 @@ import time
 
 import poolkit
 
+from .conftest import wait_until
 from .helpers import nap
 
 
@@ -74,3 +75,28 @@ def test_a_failure_is_posted_before_its_slow_block_neighbour_finishes() -> None:
     assert time.monotonic() - began < 10.0
     assert isinstance(results[1].error, ValueError)
     assert all(isinstance(r.error, poolkit.Cancelled) for r in results[2:])
+
+
+def test_a_result_does_not_wait_for_a_stuck_block_neighbour() -> None:
+    """One thread, fast items with one stuck until released in the middle: once the
+    first item is measured, a block takes half of what is left, so the stuck item
+    shares a block with fast ones. Their results stream out while it is stuck (they
+    waited for the end of their block)."""
+    release = threading.Event()
+
+    def work(x: int) -> int:
+        if x == 100:
+            release.wait(60)
+        return x
+
+    seen: list[int] = []
+    with poolkit.runner("thread", workers=1) as runner:
+        results = runner.stream(work, range(300))
+        reader = threading.Thread(target=lambda: seen.extend(r.value for r in results))
+        reader.start()
+        try:
+            assert wait_until(lambda: len(seen) >= 100, timeout=10.0), len(seen)
+        finally:
+            release.set()
+            reader.join(10)
+    assert sorted(seen) == list(range(300))

@@ -32,6 +32,7 @@ from poolkit._core._task import Job, Run, RunDone, Task
 __all__ = ["ThreadBackend"]
 
 _BLOCK_SECONDS = 0.001
+_FLUSH_SECONDS = 0.05  # a finished result waits at most about this for its block
 _LARGEST_BLOCK = 256
 
 
@@ -61,21 +62,28 @@ class _Block:
     ``len(values)`` (a stop) finds the other two complete up to there.
     """
 
-    __slots__ = ("cursor", "elapsed", "failed", "hi", "lo", "values")
+    __slots__ = ("cursor", "elapsed", "failed", "hi", "lo", "sent", "since", "values")
 
-    def __init__(self, cursor: _Cursor, lo: int, hi: int) -> None:
+    def __init__(self, cursor: _Cursor, lo: int, hi: int, since: float) -> None:
         self.cursor = cursor
         self.lo = lo
         self.hi = hi
         self.values: list[Any] = []
         self.elapsed = array("d")  # as Results keeps it: placed without a conversion
         self.failed: dict[int, BaseException] = {}
+        self.sent = 0  # outcomes already posted (by the flusher, while the block runs)
+        self.since = since  # when it was claimed, or last flushed
 
-    def done(self, count: int | None = None) -> RunDone:
-        """Its first ``count`` outcomes (all so far when None) as one message."""
+    def take(self, count: int | None = None) -> RunDone | None:
+        """(Lock held.) Its outcomes not posted yet, up to the first ``count`` (all so
+        far when None), as one message; they count as posted from now on."""
         n = len(self.values) if count is None else count
-        failed = {k: e for k, e in self.failed.items() if k < n} or None
-        return RunDone(self.cursor.run, self.lo, self.values[:n], failed, self.elapsed[:n])
+        s = self.sent
+        if n <= s:
+            return None
+        failed = {k - s: e for k, e in self.failed.items() if s <= k < n} or None
+        self.sent = n
+        return RunDone(self.cursor.run, self.lo + s, self.values[s:n], failed, self.elapsed[s:n])
 
 
 class _Cursor:
@@ -124,6 +132,9 @@ class ThreadBackend(Backend):
         self._idle = threading.Semaphore(0)
         self._broken: BaseException | None = None
         self._closed = False
+        self._flusher: threading.Thread | None = None  # started with the first run
+        self._serving = threading.Event()  # set while runs may be served
+        self._stopping = threading.Event()  # set by close
 
     def start(self, tasks: Sequence[Task]) -> None:
         put = self._work.put
@@ -138,6 +149,12 @@ class ThreadBackend(Backend):
         cursor = _Cursor(run)
         with self._lock:
             self._cursors[run] = cursor
+            if self._flusher is None and not self._closed:
+                self._flusher = threading.Thread(
+                    target=self._flush_loop, name=f"poolkit-flush ({self._name})", daemon=True
+                )
+                self._flusher.start()
+            self._serving.set()
         # one handle per thread that could share it: each claims blocks until none is left
         handles = min(self._workers, len(run.items))
         for _ in range(handles):
@@ -167,8 +184,9 @@ class ThreadBackend(Backend):
                         continue
                     lo, hi, at = block.lo, block.hi, slot.at
                     finished = len(block.values)
-                    if finished:
-                        run.reply.put(block.done(finished))
+                    message = block.take(finished)
+                    if message is not None:
+                        run.reply.put(message)
                     unfinished += [(p, p <= at) for p in range(lo + finished, hi)]
                     if lo + finished <= at < hi and not slot.abandoned:
                         slot.abandoned = True  # in a call: let it go, start another
@@ -202,6 +220,11 @@ class ThreadBackend(Backend):
             self._closed = True
             healthy = [t for t, slot in self._threads.items() if not slot.abandoned]
             count = len(self._threads)
+            flusher = self._flusher
+        self._stopping.set()
+        self._serving.set()
+        if flusher is not None and flusher is not threading.current_thread():
+            flusher.join(timeout=5.0)
         for _ in range(count):
             self._work.put(None)
         for thread in healthy:
@@ -291,7 +314,7 @@ class ThreadBackend(Backend):
                 hi = min(end, lo + self._block_size(cursor, end - lo))
                 cursor.next = hi
                 slot.at = lo - 1
-                block = slot.block = _Block(cursor, lo, hi)
+                block = slot.block = _Block(cursor, lo, hi, clock())
             values, elapsed, failed = block.values, block.elapsed, block.failed
             for position in range(lo, hi):
                 slot.at = position  # before the check: stop_runs reads it after setting stopped
@@ -317,7 +340,7 @@ class ThreadBackend(Backend):
                         if cursor.stopped or slot.abandoned:
                             return
                         self._post_block(block)
-                        block = slot.block = _Block(cursor, position + 1, hi)
+                        block = slot.block = _Block(cursor, position + 1, hi, clock())
                     values, elapsed, failed = block.values, block.elapsed, block.failed
             with lock:
                 slot.block = None
@@ -327,15 +350,48 @@ class ThreadBackend(Backend):
 
     def _post_block(self, block: _Block) -> None:
         """(Lock held.) Post a finished block's outcomes; learn the time per item."""
-        cursor, run = block.cursor, block.cursor.run
+        cursor = block.cursor
         elapsed = block.elapsed
         took = sum(elapsed) / len(elapsed)
         known = cursor.seconds
         cursor.seconds = took if known is None else 0.7 * known + 0.3 * took
-        cursor.posted += len(block.values)
+        self._post_finished(block)
+
+    def _post_finished(self, block: _Block) -> None:
+        """(Lock held.) Post what ``block`` finished and has not posted yet."""
+        cursor, run = block.cursor, block.cursor.run
+        message = block.take()
+        if message is not None:
+            cursor.posted += len(message.values)
+            run.reply.put(message)
         if cursor.posted >= len(run.items):  # all posted: nothing left to stop
             self._cursors.pop(run, None)
-        run.reply.put(RunDone(run, block.lo, block.values, block.failed or None, elapsed))
+
+    def _flush_loop(self) -> None:
+        """While runs are served: every ``_FLUSH_SECONDS``, post what each block has
+        finished, so an item's result never waits for a slow neighbour in its block
+        (a thread stuck in a call cannot post for itself)."""
+        while True:
+            self._serving.wait()
+            with self._lock:
+                if self._closed:
+                    return
+                if not self._cursors:
+                    self._serving.clear()
+                    continue
+                now = time.monotonic()
+                for slot in self._threads.values():
+                    block = slot.block
+                    if (
+                        block is None
+                        or block.cursor.stopped
+                        or now - block.since < _FLUSH_SECONDS
+                        or len(block.values) <= block.sent
+                    ):
+                        continue
+                    block.since = now
+                    self._post_finished(block)
+            self._stopping.wait(_FLUSH_SECONDS)
 
     def _block_size(self, cursor: _Cursor, left: int) -> int:
         """How many items the next block of ``cursor`` takes, ``left`` being unclaimed."""
