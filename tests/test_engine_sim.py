@@ -16,6 +16,7 @@ import pytest
 
 import poolkit
 from poolkit import Cancelled, DeadlineExceeded, Err, Ok, TaskTimeout
+from poolkit._core._engine import Hooks
 from poolkit._policies import Policies
 
 from .sim import Sim
@@ -103,6 +104,16 @@ def test_a_queueing_backend_gets_work_in_bulk_with_a_timeout_too() -> None:
         queues=True,
     )
     assert len(limited.backend.attempts) == 2  # its capacity
+    started: list[Any] = []
+    hooked = Sim(
+        range(10),
+        Policies(max_in_flight=8),
+        queues=True,
+        hooks=Hooks(on_start=lambda item, attempt: started.append(item)),
+    )
+    # on_start is called as an attempt starts: not for items queued inside the backend
+    assert len(hooked.backend.attempts) == 2
+    assert started == [0, 1]
 
 
 def test_stale_completion_of_an_abandoned_attempt_is_ignored() -> None:

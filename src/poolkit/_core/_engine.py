@@ -113,10 +113,10 @@ class Engine:
         self._source = source
         self._backend = backend
         self._capacity = backend.capacity
-        if backend.queues and policies.rate_limit is None:
+        if backend.queues and policies.rate_limit is None and (hooks is None or not hooks.on_start):
             # Bulk hand-over: the engine wakes per batch of completions, not per item. A
             # timeout counts from the start the worker reports (see ``_expire``); a rate
-            # limit needs each start to be the engine's own.
+            # limit and an ``on_start`` hook need each start to be the engine's own.
             self._capacity = 1 << 30  # max_in_flight is the bound that matters
         self._retry = policies.retry
         self._timeout = policies.timeout
