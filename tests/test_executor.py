@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import multiprocessing
 import os
 import threading
 import time
@@ -374,3 +375,20 @@ def test_idle_thread_reuse() -> None:
         for item in range(3):
             assert runner.run_all(abs, [item]).values == [item]
         assert len(set(_pool_threads()) - before) == 1
+
+
+def _worker_processes() -> list[str]:
+    return [p.name for p in multiprocessing.active_children() if p.name.startswith("poolkit-")]
+
+
+def test_idle_process_reuse_one() -> None:
+    """CPython's test_idle_process_reuse_one: one item after another on a 4-worker pool
+    starts one process (all four started with the first item)."""
+    with poolkit.Executor("process", workers=4) as pool:
+        assert pool.submit(mul, 21, 2).result(timeout=60) == 42
+        assert pool.submit(mul, 6, 7).result(timeout=60) == 42
+        assert pool.submit(mul, 3, 14).result(timeout=60) == 42
+        assert len(_worker_processes()) == 1
+        # a batch still starts as many as its chunks can use
+        assert list(pool.map(mul, range(40), range(40), buffersize=40))[-1] == 39 * 39
+        assert len(_worker_processes()) == 4

@@ -336,8 +336,15 @@ class ProcessBackend(Backend):
     # -- workers ----------------------------------------------------------------------
 
     def ensure_workers(self) -> None:
+        """Start workers for the chunks waiting that no idle worker will take, up to
+        ``workers`` processes in all: one item after another reuses one process (as
+        ``ProcessPoolExecutor`` does), a batch starts as many as its chunks can use."""
+        wanted = self._more_workers_wanted()
         for slot, worker in enumerate(self.workers):
+            if wanted <= 0:
+                break
             if worker is None and not self.closed and self.broken is None and self._alive[0]:
+                wanted -= 1
                 try:
                     self.workers[slot] = WorkerHandle(
                         self._context,
@@ -354,6 +361,24 @@ class ProcessBackend(Backend):
         if self._collector is None:
             self._collector = Collector(self)
             self._collector.start()
+
+    def _more_workers_wanted(self) -> int:
+        """(Lock held.) How many chunks of the work waiting no idle worker would take."""
+        pending = self.pending
+        if not pending:
+            return 0
+        idle = sum(
+            1
+            for w in self.workers
+            if w is not None
+            and not w.chunks
+            and not w.dying
+            and not w.gone
+            and (w.budget is None or w.budget > 0)
+        )
+        waiting = sum(len(piece) for piece in pending)
+        size = self.sizer.size(pending[0].work.job, waiting, self._workers_wanted)
+        return -(-waiting // max(1, size)) - idle
 
     # -- sending work -----------------------------------------------------------------
 
