@@ -28,7 +28,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from multiprocessing.context import BaseContext
-from typing import Any
+from typing import Any, TypeGuard
 
 from poolkit._backends._chunks import ChunkSizer
 from poolkit._backends._pickling import dumps, why_unpicklable
@@ -57,6 +57,17 @@ def _kill_leftovers() -> None:
 
 
 atexit.register(_kill_leftovers)
+
+
+def _takes_work(worker: WorkerHandle | None) -> TypeGuard[WorkerHandle]:
+    """A live worker that may be sent more items (not stopping, not retiring)."""
+    return (
+        worker is not None
+        and not worker.dying
+        and not worker.gone
+        and (worker.budget is None or worker.budget > 0)
+    )
+
 
 _TARGET_CHUNK_SECONDS = 0.01
 _MAX_CHUNK = 2048
@@ -367,15 +378,7 @@ class ProcessBackend(Backend):
         pending = self.pending
         if not pending:
             return 0
-        idle = sum(
-            1
-            for w in self.workers
-            if w is not None
-            and not w.chunks
-            and not w.dying
-            and not w.gone
-            and (w.budget is None or w.budget > 0)
-        )
+        idle = sum(1 for w in self.workers if _takes_work(w) and not w.chunks)
         waiting = sum(len(piece) for piece in pending)
         size = self.sizer.size(pending[0].work.job, waiting, self._workers_wanted)
         return -(-waiting // max(1, size)) - idle
@@ -385,15 +388,7 @@ class ProcessBackend(Backend):
     def dispatch(self) -> None:
         pending = self.pending
         while pending:
-            ready = [
-                w
-                for w in self.workers
-                if w is not None
-                and not w.dying
-                and not w.gone
-                and len(w.chunks) < _CHUNKS_AHEAD
-                and (w.budget is None or w.budget > 0)
-            ]
+            ready = [w for w in self.workers if _takes_work(w) and len(w.chunks) < _CHUNKS_AHEAD]
             if not ready:
                 return
             waiting = sum(len(piece) for piece in pending)
