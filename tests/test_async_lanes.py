@@ -8,6 +8,7 @@ the next item it runs.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
@@ -141,3 +142,49 @@ def test_the_loops_heartbeat_starts_with_every_runner() -> None:
             assert wait_until(lambda b=backend, t=began: b._last_tick > t, timeout=10)
         finally:
             backend.close()
+
+
+def test_a_slow_item_does_not_hold_back_the_outcomes_after_it() -> None:
+    """Outcomes are posted as they finish, past an unfinished position: item 0 waits
+    until every other item has been yielded by ``stream``."""
+    release = threading.Event()
+
+    async def held(x: int) -> int:
+        if x == 0:
+            while not release.is_set():
+                await asyncio.sleep(0.005)
+        return x
+
+    def consume() -> list[int]:
+        seen: list[int] = []
+        for result in poolkit.stream(held, range(200), mode="async", workers=4):
+            seen.append(result.value)
+            if len(seen) == 199:
+                release.set()
+        return seen
+
+    seen = bounded(consume)
+    assert seen[-1] == 0
+    assert sorted(seen) == list(range(200))
+
+
+def test_failures_scattered_through_a_run_keep_their_places() -> None:
+    """Oks and Errs mixed inside one run, finishing out of order: each Result is its
+    own item's, in every stretch the lanes post."""
+
+    async def mixed(x: int) -> int:
+        await asyncio.sleep((x * 7919 % 13) / 5000)
+        if x % 5 == 2:
+            raise ValueError(x)
+        return x * 10
+
+    results = poolkit.run_all(mixed, range(1000), mode="async", workers=16)
+    for r in results:
+        if r.index % 5 == 2:
+            assert isinstance(r, Err)
+            assert r.error.args == (r.index,)
+            assert r.attempts == 1
+        else:
+            assert isinstance(r, Ok)
+            assert r.value == r.index * 10
+    assert [r.item for r in results] == list(range(1000))

@@ -12,10 +12,11 @@ the loop, before the first attempt); ``worker_id()`` is the concurrency slot
 
 Runs (the engine's bulk lane, for coroutine functions) are served by long-lived lane
 coroutines, each holding one of the ``workers`` slots and taking the next position of
-the oldest run until none is left: no asyncio task per item. Outcomes are gathered and
-posted once per loop iteration, in groups of consecutive positions. Tasks (retries,
-and batches with a timeout) take slots too, and a lane gives its slot up between items
-when one is waiting, so at most ``workers`` attempts run at any moment.
+the oldest run until none is left: no asyncio task per item. A lane holds the lock only
+to take a position; it writes the outcome into the run's columns (``_Cursor``), and
+what finished is posted once per loop iteration, in stretches of consecutive positions.
+Tasks (retries, and batches with a timeout) take slots too, and a lane gives its slot
+up between items when one is waiting, so at most ``workers`` attempts run at any moment.
 """
 
 from __future__ import annotations
@@ -58,7 +59,10 @@ class AsyncBackend(Backend):
     ) -> None:
         self.capacity = workers
         self.default_in_flight = 2 * workers
-        self.default_run_in_flight = 32 * workers  # runs: lanes never wait for the engine
+        # Runs: lanes never wait for the engine. On poolkit's own loop the engine runs in
+        # another thread, which may wait a whole GIL switch interval (5 ms) to run: what
+        # is in flight must outlast that.
+        self.default_run_in_flight = 32 * workers if loop is not None else max(128 * workers, 4096)
         self._own_thread: threading.Thread | None = None
         self._last_tick = time.monotonic()  # the loop's heartbeat: is it free to cancel?
         if loop is None:
@@ -82,8 +86,7 @@ class AsyncBackend(Backend):
         self._cursors: deque[_Cursor] = deque()  # runs with positions not yet taken
         self._open: set[_Cursor] = set()  # runs with outcomes not yet posted
         self._lock = threading.Lock()  # cursors are read by the engine's thread too
-        self._flush_due = False
-        self._outcomes: list[_Cursor] = []  # cursors with outcomes waiting to be posted
+        self._post_due = False  # a _post_all is scheduled (read and written on the loop)
         self._lanes: list[list[Any]] = []  # each lane's [cursor, position, task] now
         self._initializer = initializer
         self._initargs = tuple(initargs)
@@ -136,9 +139,15 @@ class AsyncBackend(Backend):
                 self._post_locked(cursor)  # what finished keeps its outcome
                 cursor.stopped = True
                 self._open.discard(cursor)
-                mine = [here for here in self._lanes if here[0] is cursor]
-                lanes += [(here, cursor, here[1]) for here in mine]
-                unfinished = sorted((here[1], True) for here in mine)
+                # (a lane may finish one meanwhile, outside the lock: it stays unposted)
+                unposted = cursor.unposted()
+                state = cursor.state
+                lanes += [
+                    (here, cursor, here[1])
+                    for here in self._lanes
+                    if here[0] is cursor and state[here[1]] != _POSTED
+                ]
+                unfinished = [(p, True) for p in unposted]
                 unfinished += [(p, False) for p in range(cursor.next, cursor.size)]
                 cursor.next = cursor.size
                 answers.append(unfinished)
@@ -281,7 +290,11 @@ class AsyncBackend(Backend):
     async def _lane(self) -> None:
         """Take the next position of the oldest run, run it, until none is left or a
         task waits for the slot. (``run_attempt_async``'s body, inlined: this is the
-        per-item path of async mode, and a run's items are all on their first attempt.)"""
+        per-item path of async mode, and a run's items are all on their first attempt.)
+
+        Only taking a position holds the lock; an outcome is written into the cursor's
+        columns without it, its state byte last, and ``_post_all`` posts it (see
+        ``_Cursor``)."""
         worker = self._free_ids.pop() if self._free_ids else 0
         WorkerContext(worker, self._state).enter()
         ATTEMPT.set(1)
@@ -289,164 +302,197 @@ class AsyncBackend(Backend):
         with self._lock:
             self._lanes.append(here)
         lock = self._lock
+        acquire, release = lock.acquire, lock.release  # (cheaper than ``with``, per item)
         monotonic = time.monotonic
         cursors = self._cursors
-        done_in: _Cursor | None = None  # the run of the item just run, and its outcome:
-        done: tuple[int, bool, Any, float] | None = None
+        waiters = self._waiters
         count = 0
+        broken: BaseException | None = None
         serving: _Cursor | None = None
         items: list[Any] = []
         fn: Callable[..., Any] = len
         star = False
+        values: list[Any] = []
+        seconds = array("d")
+        state = bytearray()
+        began = monotonic()  # an item begins where the lane's previous one ended
         try:
             while True:
-                with lock:
-                    if done_in is not None and done is not None:
-                        if not done_in.stopped:  # else nobody wants it any more
-                            done_in.outcomes.append(done)
-                            if not done[1]:
-                                done_in.failures += 1
-                            if not done_in.waiting:
-                                self._schedule_post(done_in)
-                        done_in = done = None
-                    if self._waiters:
+                acquire()
+                try:
+                    if waiters:
                         return
-                    while cursors and cursors[0].next >= cursors[0].size:
-                        cursors.popleft()
-                    if not cursors:
-                        return
-                    cursor = cursors[0]
+                    cursor = serving
+                    # (the run served is the oldest with positions left, while it has any:
+                    # runs are appended, and older ones are spent)
+                    if cursor is None or cursor.next >= cursor.size:
+                        while cursors and cursors[0].next >= cursors[0].size:
+                            cursors.popleft()
+                        if not cursors:
+                            return
+                        cursor = cursors[0]
+                        here[0] = cursor
                     position = cursor.next
-                    cursor.next += 1
-                    here[0] = cursor
+                    cursor.next = position + 1
                     here[1] = position
+                finally:
+                    release()
                 if cursor is not serving:
                     serving, items, fn, star = cursor, cursor.run.items, cursor.fn, cursor.star
-                count += 1
-                if count & 255 == 0:  # a coroutine that never suspends must not starve the loop
-                    await asyncio.sleep(0)
-                began = monotonic()
+                    values, seconds, state = cursor.values, cursor.seconds, cursor.state
+                    broken = self._broken  # (the initializer ran before any run was taken)
                 try:
-                    if self._broken is not None:
-                        raise copy_error(self._broken)
+                    count += 1
+                    if count & 255 == 0:  # a coroutine that never suspends must not starve the loop
+                        await asyncio.sleep(0)
+                        began = monotonic()
+                    if broken is not None:
+                        raise copy_error(broken)
                     value = fn(*items[position]) if star else fn(items[position])
                     if type(value) is CoroutineType or (
                         type(value) not in _PLAIN and isawaitable(value)
                     ):
                         value = await value
-                    done_in, done = cursor, (position, True, value, monotonic() - began)
+                    values[position] = value
                 except asyncio.CancelledError:
                     with lock:
                         if cursor.stopped:  # poolkit's own cancel: go on with another item
                             uncancel = getattr(here[2], "uncancel", None)
                             if uncancel is not None:
                                 uncancel()
+                            began = monotonic()
                             continue
-                        cursor.outcomes.append((position, False, asyncio.CancelledError(), 0.0))
-                        cursor.failures += 1
-                        self._schedule_post(cursor)
+                        cursor.failed[position] = asyncio.CancelledError()
+                        state[position] = _DONE
+                        self._post_soon()
                     raise
                 except BaseException as error:  # the engine decides what it means
-                    done_in, done = cursor, (position, False, error, monotonic() - began)
+                    cursor.failed[position] = error
+                ended = monotonic()
+                seconds[position] = ended - began
+                began = ended
+                state[position] = _DONE  # last: a post that sees it sees the outcome too
+                if not self._post_due:
+                    self._post_soon()
         finally:
             with lock:
-                if done_in is not None and done is not None and not done_in.stopped:
-                    done_in.outcomes.append(done)
-                    if not done[1]:
-                        done_in.failures += 1
-                    self._schedule_post(done_in)
                 here[0] = None
                 self._lanes.remove(here)
             self._free_ids.append(worker)
             self._release()
 
-    def _schedule_post(self, cursor: _Cursor) -> None:
-        """(Lock held.) Post the cursor's outcomes at the end of this loop iteration."""
-        if not cursor.waiting:
-            self._outcomes.append(cursor)
-            cursor.waiting = True
-        if not self._flush_due:
-            self._flush_due = True
-            self._loop.call_soon(self._post_all)
+    def _post_soon(self) -> None:
+        """(On the loop.) Post the outcomes gathered at the end of this loop iteration."""
+        self._post_due = True
+        self._loop.call_soon(self._post_all)
 
     def _post_all(self) -> None:
         with self._lock:
-            self._flush_due = False
-            cursors, self._outcomes = self._outcomes, []
-            for cursor in cursors:
+            self._post_due = False
+            for cursor in list(self._open):
                 self._post_locked(cursor)
 
     def _post_locked(self, cursor: _Cursor) -> None:
         """(Lock held.) Post what the cursor has, in groups of consecutive positions."""
-        cursor.waiting = False
         for done in cursor.drain():
             cursor.run.reply.put(done)
         if cursor.finished():
             self._open.discard(cursor)
 
 
+# A position's state in ``_Cursor.state``: not finished, finished and not posted, posted.
+_PENDING, _DONE, _POSTED = 0, 1, 2
+
+
 class _Cursor:
-    """A run being served: the next position to take, and outcomes not yet posted (as
-    ``(position, ok, value or error, seconds)``)."""
+    """A run being served: the next position to take, and the outcomes in columns.
+
+    Lanes write position ``p``'s outcome into ``values[p]`` (or ``failed[p]``) and
+    ``seconds[p]``, then set ``state[p]`` to ``_DONE``; ``drain`` posts each stretch of
+    ``_DONE`` positions, found with ``bytearray.find``, and marks them ``_POSTED``. No
+    object is made per item, and none is sorted.
+    """
 
     __slots__ = (
-        "failures",
+        "failed",
         "fn",
+        "low",
         "next",
-        "outcomes",
         "posted",
         "run",
+        "seconds",
         "size",
         "star",
+        "state",
         "stopped",
-        "waiting",
+        "values",
     )
 
     def __init__(self, run: Run) -> None:
         self.run = run
-        self.size = len(run.items)
+        self.size = size = len(run.items)
         self.fn = run.job.fn
         self.star = run.job.star
-        self.next = 0
+        self.next = 0  # the next position to take
+        self.low = 0  # every position below is posted
         self.stopped = False
-        self.waiting = False  # listed for the next post
         self.posted = 0
-        self.outcomes: list[tuple[int, bool, Any, float]] = []
-        self.failures = 0  # failed outcomes among ``outcomes``
+        self.values: list[Any] = [None] * size
+        self.seconds = array("d", bytes(8 * size))
+        self.state = bytearray(size)
+        self.failed: dict[int, BaseException] = {}
 
     def finished(self) -> bool:
-        return self.stopped or self.posted == len(self.run.items)
+        return self.stopped or self.posted == self.size
+
+    def unposted(self) -> list[int]:
+        """(Lock held, after ``drain``.) Positions taken whose outcome was never posted."""
+        state = self.state
+        return [p for p in range(self.low, self.next) if state[p] != _POSTED]
 
     def drain(self) -> list[RunDone]:
-        """RunDone messages for the outcomes gathered, one per run of consecutive positions."""
-        outcomes, self.outcomes = self.outcomes, []
-        failures, self.failures = self.failures, 0
-        outcomes.sort(key=_first)
-        self.posted += len(outcomes)
-        count = len(outcomes)
-        if count and not failures and outcomes[-1][0] - outcomes[0][0] == count - 1:
-            # the usual case, all ok and consecutive: one message, built in bulk
-            values = [outcome[2] for outcome in outcomes]
-            elapsed = array("d", [outcome[3] for outcome in outcomes])
-            return [RunDone(self.run, outcomes[0][0], values, None, elapsed)]
+        """RunDone messages for the outcomes not posted yet, one per stretch of
+        consecutive finished positions."""
+        state = self.state
+        taken = self.next
         messages: list[RunDone] = []
-        start = 0
-        for end in range(1, len(outcomes) + 1):
-            if end == len(outcomes) or outcomes[end][0] != outcomes[end - 1][0] + 1:
-                group = outcomes[start:end]
-                values = [p if ok else None for _, ok, p, _ in group]
-                failed = {k: p for k, (_, ok, p, _) in enumerate(group) if not ok} or None
-                elapsed = array("d", [s for *_, s in group])
-                messages.append(RunDone(self.run, group[0][0], values, failed, elapsed))
-                start = end
+        start = state.find(_DONE, self.low, taken)
+        while start != -1:
+            end = _stretch_end(state, start, taken)
+            count = end - start
+            failed = None
+            if self.failed:
+                failed = {
+                    p - start: self.failed.pop(p) for p in list(self.failed) if start <= p < end
+                } or None
+            values = self.values[start:end]
+            self.values[start:end] = [None] * count  # the Results hold them from now on
+            messages.append(RunDone(self.run, start, values, failed, self.seconds[start:end]))
+            state[start:end] = _POSTED_BYTES * count
+            self.posted += count
+            if start == self.low:
+                low = end
+                while low < taken and state[low] == _POSTED:  # stretches posted past a gap
+                    low += 1
+                self.low = low
+            start = state.find(_DONE, end, taken)
         return messages
 
 
+_POSTED_BYTES = bytes([_POSTED])
+
+
+def _stretch_end(state: bytearray, start: int, stop: int) -> int:
+    """The end of the stretch of ``_DONE`` positions that begins at ``start``."""
+    end = stop
+    for other in (_PENDING, _POSTED):
+        found = state.find(other, start, end)
+        if found != -1:
+            end = found
+    return end
+
+
 _PLAIN = frozenset({int, float, str, bytes, bool, type(None), tuple, list, dict})
-
-
-def _first(outcome: tuple[int, bool, Any, float]) -> int:
-    return outcome[0]
 
 
 _TICK = 0.05  # the heartbeat of poolkit's own loop
