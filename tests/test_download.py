@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -245,6 +246,28 @@ def test_bad_arguments() -> None:
         download_all(["http://x"], retries=-1)
     with pytest.raises(ValueError, match="mode='dask'"):
         download_all(["http://x"], mode="dask")
+    with poolkit.runner("thread", workers=2) as pool, pytest.raises(TypeError, match="workers="):
+        download_all(["http://x"], mode=pool, workers=4)
+
+
+def test_a_kept_runner_downloads_without_starting_threads(server: LocalServer) -> None:
+    """``mode=`` takes a Runner: the second call runs on the threads the first one
+    started (and their sessions), instead of starting its own."""
+
+    def workers() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name.startswith("poolkit")}
+
+    before = workers()
+    urls = server.demo_urls(15)
+    with poolkit.runner("thread", workers=8) as pool:
+        first = download_all(urls, mode=pool, retries=0)
+        assert first.all_ok, first.errs
+        kept = workers() - before
+        assert kept
+        second = download_all(urls, mode=pool, retries=0)
+        assert second.all_ok, second.errs
+        assert [p.bytes for p in second.values] == [p.bytes for p in first.values]
+        assert workers() - before == kept
 
 
 def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -69,7 +69,7 @@ DEFAULT_WORKERS = {"serial": 1, "thread": 16, "process": os.cpu_count() or 2, "a
 def download_all(
     urls: Iterable[str],
     *,
-    mode: str = "thread",
+    mode: str | poolkit.Runner = "thread",
     workers: int | None = None,
     dest: str | os.PathLike[str] | None = None,
     retries: int = 3,
@@ -91,8 +91,11 @@ def download_all(
     Args:
         urls: the URLs (any iterable; read lazily).
         mode: ``"serial"``, ``"thread"``, ``"process"`` or ``"async"`` (aiohttp when the
-            ``poolkit[async]`` extra is installed, else requests on threads).
-        workers: downloads at once (default: 16 threads, one process per CPU, 64 async).
+            ``poolkit[async]`` extra is installed, else requests on threads); or a
+            Runner (``poolkit.runner("thread", workers=64)``), whose workers and their
+            HTTP connections are kept from one call to the next.
+        workers: downloads at once (default: 16 threads, one process per CPU, 64 async;
+            a Runner has its own).
         dest: a folder to save into; None keeps each body in ``Page.content``.
         retries: extra attempts for transient failures (connection errors, timeouts,
             429 and 5xx, honouring Retry-After up to 60 s); other 4xx are never retried.
@@ -127,9 +130,13 @@ def download_all(
         raise ValueError(f"max_bytes={max_bytes!r}: expected an int >= 1")
     if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
         raise ValueError(f"timeout={timeout!r}: expected seconds > 0")
-    if mode not in DEFAULT_WORKERS:
+    pool = mode if isinstance(mode, poolkit.Runner) else None
+    if pool is not None and workers is not None:
+        raise TypeError("workers= goes to poolkit.runner(...), not to a call given a Runner")
+    if pool is None and mode not in DEFAULT_WORKERS:
         raise ValueError(
             f"mode={mode!r}: the downloader runs in {', '.join(map(repr, DEFAULT_WORKERS))}"
+            " or on a poolkit Runner"
         )
     if insecure:
         warnings.warn("TLS verification is off: responses may be forged", stacklevel=2)
@@ -149,7 +156,6 @@ def download_all(
         run=secrets.token_hex(4),
     )
     policies: dict[str, Any] = {
-        "workers": workers or DEFAULT_WORKERS[mode],
         "retry": retry_policy(retries, max_backoff),
         # the attempt limit covers the whole request, body included, plus a little slack
         "timeout": float(timeout) + 1.0,
@@ -159,10 +165,15 @@ def download_all(
         "on_result": on_result,
     }
     try:
-        if mode == "async" and _has_aiohttp():
-            return asyncio.run(_download_async(urls, options, policies))
+        if pool is None:
+            assert isinstance(mode, str)
+            policies["workers"] = workers or DEFAULT_WORKERS[mode]
+            if mode == "async" and _has_aiohttp():
+                return asyncio.run(_download_async(urls, options, policies))
         from ._fetch import Fetcher
 
+        if pool is not None:
+            return pool.run_all(Fetcher(options), urls, **policies)
         return poolkit.run_all(Fetcher(options), urls, mode=mode, **policies)
     except BaseException:
         remove_partials()
