@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -84,3 +85,21 @@ def spin(seconds: float) -> float:
     while time.monotonic() < end:
         pass
     return seconds
+
+
+class Box:
+    """A value a test can watch with a weak reference (ints and strs cannot be)."""
+
+    __slots__ = ("__weakref__", "n")
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+def boxed(n: int) -> Box:
+    return Box(n)
+
+
+async def aboxed(n: int) -> Box:
+    await asyncio.sleep(0)
+    return Box(n)

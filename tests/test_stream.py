@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 
 import pytest
 from hypothesis import given
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 import poolkit
 
 from .conftest import live_children, poolkit_threads, wait_until
-from .helpers import identity
+from .helpers import aboxed, boxed, identity
 
 
 def _jitter(x: tuple[int, float]) -> int:
@@ -97,3 +98,46 @@ def test_stream_is_an_iterator_and_context_manager(mode: str) -> None:
     with stream as same:
         assert [r.value for r in same] == [1, 2, 3]
     assert list(stream) == []
+
+
+@pytest.mark.parametrize("sized", [True, False], ids=["sized", "iterator"])
+@pytest.mark.parametrize("mode", ["serial", "thread", "process", "async"])
+def test_a_result_let_go_is_freed_before_the_next_is_asked_for(mode: str, sized: bool) -> None:
+    """stream keeps no reference to what it yielded: a consumer that drops each Result
+    holds one value at a time, however large (CPython's test_free_reference, for
+    stream). The bulk lane (a sized input) and the per-item lane alike. (Process mode's
+    collector thread may still be finishing with the message that carried it: a
+    moment's grace, not a retention.)"""
+    fn = aboxed if mode == "async" else boxed
+    items = range(300) if sized else iter(range(300))
+    held: list[int] = []
+    with poolkit.stream(fn, items, mode=mode, workers=2) as results:
+        for result in results:
+            ref = weakref.ref(result.value)
+            n = result.value.n
+            del result
+            if ref() is not None and not wait_until(lambda r=ref: r() is None, timeout=2):
+                held.append(n)
+                break
+    assert held == []
+
+
+@pytest.mark.parametrize("sized", [True, False], ids=["sized", "iterator"])
+def test_astream_lets_go_of_what_it_yielded(sized: bool) -> None:
+    """The same for ``astream``, on the caller's loop."""
+    import asyncio
+
+    async def main() -> list[int]:
+        held: list[int] = []
+        items = range(300) if sized else iter(range(300))
+        async with poolkit.astream(aboxed, items, workers=4) as results:
+            async for result in results:
+                ref = weakref.ref(result.value)
+                n = result.value.n
+                del result
+                if ref() is not None:
+                    held.append(n)
+                    break
+        return held
+
+    assert asyncio.run(main()) == []

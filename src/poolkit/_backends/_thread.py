@@ -83,7 +83,9 @@ class _Block:
             return None
         failed = {k - s: e for k, e in self.failed.items() if s <= k < n} or None
         self.sent = n
-        return RunDone(self.cursor.run, self.lo + s, self.values[s:n], failed, self.elapsed[s:n])
+        values = self.values[s:n]
+        self.values[s:n] = [None] * (n - s)  # posted: the Results hold them from now on
+        return RunDone(self.cursor.run, self.lo + s, values, failed, self.elapsed[s:n])
 
 
 class _Cursor:

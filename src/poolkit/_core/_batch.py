@@ -43,12 +43,17 @@ class Plan:
 def batch(plan: Plan) -> Generator[Ok[Any] | Err, None, None]:
     """Yield the batch's Results (as completed, or in input order when ``ordered``)."""
     outputs = _outputs(plan)
+    # Nothing here holds what was yielded once it is out (a local would, until the next
+    # is asked for): a consumer that lets each Result go holds one value at a time.
+    box: list[Ok[Any] | Err] = []
     try:
         for output in outputs:
-            if isinstance(output, OkRun):
-                yield from output.results()
+            if type(output) is OkRun:
+                yield from output.hand_over()
             else:
-                yield output
+                box.append(output)  # type: ignore[arg-type]
+                del output
+                yield box.pop()
     finally:
         outputs.close()
 
@@ -62,9 +67,12 @@ def _outputs(plan: Plan) -> Generator[Ok[Any] | Err | OkRun, None, None]:
         if observer.idle:
             yield from drive(engine, inbox)
         else:
+            box: list[Ok[Any] | Err | OkRun] = []
             for output in drive(engine, inbox):
                 _observe(observer, output)
-                yield output
+                box.append(output)
+                del output  # (see batch)
+                yield box.pop()
     finally:
         unsubscribe()
         plan.release()
@@ -74,13 +82,20 @@ def _outputs(plan: Plan) -> Generator[Ok[Any] | Err | OkRun, None, None]:
 async def abatch(plan: Plan) -> AsyncIterator[Ok[Any] | Err]:
     """The same as ``batch``, inside the running event loop."""
     outputs = _aoutputs(plan)
+    box: list[Ok[Any] | Err] = []  # (see batch)
     try:
         async for output in outputs:
-            if isinstance(output, OkRun):
-                for result in output.results():
-                    yield result
+            if type(output) is OkRun:
+                run = output
+                del output
+                for result in run.hand_over():
+                    box.append(result)
+                    del result
+                    yield box.pop()
             else:
-                yield output
+                box.append(output)  # type: ignore[arg-type]
+                del output
+                yield box.pop()
     finally:
         await outputs.aclose()  # type: ignore[attr-defined]
 
@@ -94,10 +109,13 @@ async def _aoutputs(plan: Plan) -> AsyncIterator[Ok[Any] | Err | OkRun]:
     observer = plan.observer
     idle = observer.idle
     try:
+        box: list[Ok[Any] | Err | OkRun] = []  # (see batch)
         async for output in adrive(engine, inbox):
             if not idle:
                 _observe(observer, output)
-            yield output
+            box.append(output)
+            del output
+            yield box.pop()
     finally:
         unsubscribe()
         plan.release()

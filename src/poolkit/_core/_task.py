@@ -193,3 +193,13 @@ class OkRun:
         first = self.first
         for k, value in enumerate(self.values):
             yield Ok(value, self.items[k], first + k, 1, self.elapsed[k])
+
+    def hand_over(self) -> Iterator[Ok[Any]]:
+        """``results()``, letting go of each value as its Result is yielded (``stream``:
+        once the consumer drops a Result, nothing here holds its value)."""
+        first, items, values, elapsed = self.first, self.items, self.values, self.elapsed
+        box: list[Ok[Any]] = []
+        for k in range(len(values)):
+            box.append(Ok(values[k], items[k], first + k, 1, elapsed[k]))
+            values[k] = None
+            yield box.pop()

@@ -284,8 +284,11 @@ class BackendRunner:
         plan = self._plan(fn, items, star, ordered, options)
 
         async def generate() -> AsyncGenerator[Ok[Any] | Err, None]:
+            box: list[Ok[Any] | Err] = []  # nothing holds a Result once it is out
             async for result in abatch(plan):
-                yield result
+                box.append(result)
+                del result
+                yield box.pop()
             plan.observer.raise_hook_error(())
 
         return AsyncResultStream(generate())
