@@ -350,3 +350,61 @@ def test_a_class_of_main_crosses_both_ways_as_itself(tmp_path: Path, how: str) -
         [sys.executable, *command], capture_output=True, text=True, timeout=100, cwd=tmp_path
     )
     assert done.stdout.split("\n")[:2] == ["True [0, 1, 2]", "[5, 6]"], done.stdout + done.stderr
+
+
+MAIN_GLOBALS = """
+import poolkit
+
+MODEL = None
+SETTINGS = {"scale": 1}
+
+
+def load_model(name):
+    global MODEL, LOADED_BY
+    MODEL = f"model:{name}"
+    LOADED_BY = "initializer"  # a global the script itself never defined
+
+
+def predict(x):
+    return MODEL, LOADED_BY, SETTINGS["scale"] * x
+
+
+def run():
+    SETTINGS["scale"] = 10  # set by the parent after import: sent with the function
+    with poolkit.runner("process", workers=2, initializer=load_model, initargs=("m",)) as r:
+        results = r.run_all(predict, range(3))
+        results.raise_errors()
+        print(results.values)
+"""
+
+
+@pytest.mark.parametrize("how", ["script", "-c", "exec"])
+def test_globals_set_by_the_initializer_are_seen_by_the_function(tmp_path: Path, how: str) -> None:
+    """The classic pattern (the standard library's docs, joblib's and mpire's users): an
+    initializer sets a module global once per worker and the function reads it. The
+    function saw the value the parent had (None); and an initializer defined where the
+    worker cannot import it (``python -c``, code run by ``exec``, a notebook) failed
+    every worker at start-up with a PicklingError."""
+    main = '\nif __name__ == "__main__":\n    run()\n'
+    if how == "exec":
+        code = f"exec(compile({MAIN_GLOBALS + 'run()'!r}, 'cell', 'exec'), {{'__name__': 'cell'}})"
+        code = "if __name__ == '__main__':\n    " + code
+    else:
+        code = MAIN_GLOBALS + main
+    script = tmp_path / "model.py"
+    script.write_text(code)
+    command = [str(script)] if how == "script" else ["-c", code]
+    done = subprocess.run(
+        [sys.executable, *command], capture_output=True, text=True, timeout=100, cwd=tmp_path
+    )
+    expected = str([("model:m", "initializer", 10 * x) for x in range(3)])
+    assert done.stdout.strip() == expected, done.stdout + done.stderr[-2000:]
+
+
+def test_an_initializer_that_cannot_be_sent_is_a_clear_error_at_once() -> None:
+    """initargs that no pickler can send: a TypeError naming them when the runner is
+    made (it was three dead workers and a start-up error on every item)."""
+    import threading
+
+    with pytest.raises(TypeError, match=r"initargs=.*cannot be sent to the worker processes"):
+        poolkit.runner("process", workers=2, initializer=print, initargs=(threading.Lock(),))

@@ -24,6 +24,7 @@ __all__ = [
     "load_function",
     "loads",
     "pack_error",
+    "pickle_initializer",
     "unpack_error",
     "why_unpicklable",
 ]
@@ -37,6 +38,21 @@ def dumps(value: Any) -> bytes:
         return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
     except Exception:
         return cloudpickle.dumps(value, pickle.HIGHEST_PROTOCOL)  # type: ignore[no-any-return]
+
+
+def pickle_initializer(initializer: Any, initargs: tuple[Any, ...]) -> bytes | None:
+    """``(initializer, initargs)`` for worker processes, with cloudpickle: a script's,
+    a notebook's or ``exec``'d code's initializer is sent by value, as functions are.
+    Raises TypeError, naming what cannot be sent, before any worker starts."""
+    if initializer is None:
+        return None
+    try:
+        return cloudpickle.dumps((initializer, initargs), pickle.HIGHEST_PROTOCOL)  # type: ignore[no-any-return]
+    except Exception as error:
+        raise TypeError(
+            f"initializer={initializer!r} with initargs={initargs!r} cannot be sent to "
+            f"the worker processes: {type(error).__name__}: {error}"
+        ) from error
 
 
 def load_function(blob: bytes) -> Any:

@@ -43,6 +43,11 @@ class PoolRunner(BackendRunner):
         options = dict(options)
         policies = {k: options.pop(k) for k in list(options) if k in POLICY_NAMES}
         check_mode_options(mode, options)
+        if mode == "process" and options.get("initializer") is not None:
+            # what cannot reach the workers is an error now, not at the first batch
+            from poolkit._backends._pickling import pickle_initializer
+
+            pickle_initializer(options["initializer"], tuple(options.get("initargs", ())))
         super().__init__(policies)
         self.mode = mode
         self._workers_given = workers is not None

@@ -16,7 +16,6 @@ import signal
 import threading
 import time
 from array import array
-from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from queue import SimpleQueue
 from typing import Any
@@ -39,10 +38,10 @@ def worker_main(
     results: Connection,
     slots: Any,
     slot: int,
-    initializer: Callable[..., Any] | None,
-    initargs: Sequence[Any],
+    initializer: bytes | None,
 ) -> None:
-    """Run chunks until told to stop, or until the parent goes away."""
+    """Run chunks until told to stop, or until the parent goes away. ``initializer`` is
+    ``(initializer, initargs)``, pickled with cloudpickle (see ``pickle_initializer``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C stops
     _attempt.IN_WORKER_PROCESS = True
     WorkerContext(slot).enter()
@@ -51,7 +50,7 @@ def worker_main(
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     if initializer is not None:
         try:
-            initializer(*initargs)
+            _initialize(initializer)
         except BaseException as error:
             results.send_bytes(dumps(("init_failed", pack_error(error))))
             return
@@ -213,10 +212,43 @@ class _Outbox:
             seen = self._added
 
 
+# Module globals the initializer (re)bound, by the module's ``__name__``: what it sets
+# with ``global`` is what the functions of its module see (see ``_share_initialized``).
+_initialized: dict[Any, dict[str, Any]] = {}
+
+
+def _initialize(blob: bytes) -> None:
+    """Load and run the initializer, noting which globals of its module it bound."""
+    initializer, initargs = load_function(blob)
+    function = getattr(initializer, "func", initializer)  # (a functools.partial)
+    space = getattr(function, "__globals__", None)
+    before = dict(space) if isinstance(space, dict) else None
+    initializer(*initargs)
+    if before is not None and isinstance(space, dict):
+        bound = {k: v for k, v in space.items() if k not in before or before[k] is not v}
+        if bound:
+            _initialized[space.get("__name__")] = bound
+
+
+def _share_initialized(fn: Any) -> None:
+    """Let a function sent by value (a script's, a notebook's: its globals are a copy
+    taken in the parent) see the globals the initializer bound in this worker, as the
+    same function imported in the worker would (``global MODEL`` in the initializer,
+    ``MODEL`` in the function: the standard library's pattern)."""
+    function = getattr(fn, "func", fn)
+    space = getattr(function, "__globals__", None)
+    if isinstance(space, dict):
+        bound = _initialized.get(space.get("__name__"))
+        if bound:
+            space.update(bound)
+
+
 def _load_job(blob: bytes) -> Job:
     """The Job, or one whose function raises why it could not be loaded in this process."""
     try:
         job: Job = load_function(blob)
+        if _initialized:
+            _share_initialized(job.fn)
         return job
     except BaseException as error:
         problem = RuntimeError(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import multiprocessing
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
 from multiprocessing.context import BaseContext
 from typing import Any
 
@@ -88,8 +87,7 @@ class WorkerHandle:
         context: BaseContext,
         slots: Any,
         slot: int,
-        initializer: Callable[..., Any] | None,
-        initargs: Sequence[Any],
+        initializer: bytes | None,
         budget: int | None,
     ) -> None:
         self.slot = slot
@@ -108,7 +106,7 @@ class WorkerHandle:
             slots[STRIDE * slot + field] = 0
         self.process: Any = context.Process(  # type: ignore[attr-defined]
             target=worker_main,
-            args=(tasks_r, results_w, slots, slot, initializer, tuple(initargs)),
+            args=(tasks_r, results_w, slots, slot, initializer),
             name=f"poolkit-worker-{slot}",
             # not a daemon, so the function may start processes of its own (process mode
             # nested in process mode), as ProcessPoolExecutor's workers may; what is left

@@ -31,7 +31,7 @@ from multiprocessing.context import BaseContext
 from typing import Any, TypeGuard
 
 from poolkit._backends._chunks import ChunkSizer
-from poolkit._backends._pickling import dumps, why_unpicklable
+from poolkit._backends._pickling import dumps, pickle_initializer, why_unpicklable
 from poolkit._core._attempt import copy_error
 from poolkit._core._backend import Backend
 from poolkit._core._task import Job, Run, Task
@@ -118,7 +118,7 @@ class ProcessBackend(Backend):
         if method == "forkserver":
             preload_worker_module()
         self.initializer = initializer
-        self._initargs = tuple(initargs)
+        self._initializer_blob = pickle_initializer(initializer, tuple(initargs))
         self._max_tasks = max_tasks_per_child
         self.sizer = ChunkSizer(
             chunksize, target=_TARGET_CHUNK_SECONDS, largest=_MAX_CHUNK, first=1
@@ -361,8 +361,7 @@ class ProcessBackend(Backend):
                         self._context,
                         self.slots,
                         slot,
-                        self.initializer,
-                        self._initargs,
+                        self._initializer_blob,
                         self._max_tasks,
                     )
                 except Exception as error:  # e.g. the forkserver died importing __main__
