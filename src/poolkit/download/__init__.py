@@ -43,6 +43,7 @@ from ._http import (
 from ._names import content_disposition_name, file_name_for, sanitize
 from ._page import FetchOptions, Page
 from ._policy import is_transient, retry_policy
+from ._server import local_server
 
 __all__ = [
     "BadURL",
@@ -59,6 +60,7 @@ __all__ = [
     "download_all",
     "file_name_for",
     "is_transient",
+    "local_server",
     "redact",
     "sanitize",
 ]

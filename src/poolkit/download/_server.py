@@ -114,7 +114,17 @@ class LocalServer:
 def local_server(
     latency: float = 0.0, faults: bool = False, slow: float = 0.0
 ) -> Iterator[LocalServer]:
-    """Run a LocalServer for the duration of a ``with`` block."""
+    """Serve the demo's pages on 127.0.0.1 (a free port) for a ``with`` block: the
+    downloader, tried without the network. ``latency`` delays every answer; ``faults``
+    adds the demo's 503 and slow page.
+
+    Examples:
+        >>> from poolkit.download import download_all, local_server
+        >>> with local_server() as server:
+        ...     results = download_all(server.demo_urls(3))
+        >>> [page.status for page in results.values]
+        [200, 200, 200]
+    """
     server = LocalServer(latency, faults, slow).start()
     try:
         yield server
