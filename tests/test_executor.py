@@ -398,3 +398,24 @@ def test_idle_process_reuse_one() -> None:
         # a batch still starts as many as its chunks can use
         assert list(pool.map(mul, range(40), range(40), buffersize=40))[-1] == 39 * 39
         assert len(mine()) == 4
+
+
+def test_a_queued_submit_can_be_cancelled_until_a_thread_takes_it() -> None:
+    """As with ThreadPoolExecutor: ``cancel()`` succeeds for every submit no thread has
+    taken yet (thread mode handed submits to its queue in bulk, marking them all
+    running, so none of them could be cancelled)."""
+    release = threading.Event()
+    began = threading.Semaphore(0)
+
+    def hold(_: int) -> None:
+        began.release()
+        release.wait(60)
+
+    with poolkit.Executor("thread", workers=2) as pool:
+        futures = [pool.submit(hold, n) for n in range(20)]
+        for _ in range(2):
+            assert began.acquire(timeout=30)
+        cancelled = [f.cancel() for f in futures]
+        release.set()
+    assert cancelled.count(True) == 18
+    assert sum(f.cancelled() for f in futures) == 18

@@ -143,6 +143,7 @@ class Submitter:
                 self._source,  # type: ignore[arg-type]
                 self._backend,
                 self._policies,
+                start_by_start=True,  # a Future is running once a worker has taken it
             )
             for result in drive(engine, self._inbox):
                 assert not isinstance(result, OkRun)  # its source is unsized: no bulk lane
