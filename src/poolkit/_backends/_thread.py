@@ -28,10 +28,12 @@ from typing import Any
 from poolkit._core._attempt import WorkerContext, copy_error, initializer_failure, run_attempt
 from poolkit._core._backend import Backend
 from poolkit._core._task import Job, Run, RunDone, Task
+from poolkit._errors import Cancelled
 
 __all__ = ["ThreadBackend"]
 
 _BLOCK_SECONDS = 0.001
+_CANCELLED_QUEUED = "cancelled by Future.cancel() before a thread took it"
 _FLUSH_SECONDS = 0.05  # a finished result waits at most about this for its block
 _LARGEST_BLOCK = 256
 
@@ -286,6 +288,12 @@ class ThreadBackend(Backend):
                 task, number = work
                 if not task.running or task.attempts != number:  # given up while queued
                     continue
+                if task.claim is not None:  # a submit's Future: running from now on
+                    claimed = task.claim()
+                    task.claim = None  # (nothing here may keep the Future, nor its value)
+                    if not claimed:  # cancelled while it waited in the queue
+                        task.reply.put((task, number, False, Cancelled(_CANCELLED_QUEUED)))
+                        continue
                 slot.task, slot.number = task, number
                 task.ticket = slot
                 task.started = monotonic()

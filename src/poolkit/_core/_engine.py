@@ -109,22 +109,14 @@ class Engine:
         hooks: Hooks | None = None,
         hook_errors: list[tuple[str, BaseException]] | None = None,
         clock: Clock = MONOTONIC,
-        start_by_start: bool = False,
     ) -> None:
         self._source = source
         self._backend = backend
         self._capacity = backend.capacity
-        if (
-            backend.queues
-            and not start_by_start
-            and policies.rate_limit is None
-            and (hooks is None or not hooks.on_start)
-        ):
+        if backend.queues and policies.rate_limit is None and (hooks is None or not hooks.on_start):
             # Bulk hand-over: the engine wakes per batch of completions, not per item. A
             # timeout counts from the start the worker reports (see ``_expire``); a rate
-            # limit and an ``on_start`` hook need each start to be the engine's own, and
-            # so do ``submit``'s futures (``start_by_start``): one that no worker took
-            # yet can still be cancelled, so it must wait in the engine, not the backend.
+            # limit and an ``on_start`` hook need each start to be the engine's own.
             self._capacity = 1 << 30  # max_in_flight is the bound that matters
         self._retry = policies.retry
         self._timeout = policies.timeout

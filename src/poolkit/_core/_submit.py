@@ -31,9 +31,10 @@ class _QueueSource:
 
     sized = False  # items arrive one submit at a time: never the engine's bulk lane
 
-    def __init__(self, forget: Callable[[int], None]) -> None:
+    def __init__(self, forget: Callable[[int], None], *, queued: bool) -> None:
         self.queue: deque[Task] = deque()
         self._forget = forget
+        self._queued = queued  # the backend queues what it is handed (``Backend.queues``)
         self.closed = False
         self.exhausted = False
 
@@ -41,8 +42,15 @@ class _QueueSource:
         queue = self.queue
         while queue:
             task = queue.popleft()
-            assert task.future is not None
-            if task.future.set_running_or_notify_cancel():
+            future = task.future
+            assert future is not None
+            if self._queued:
+                # handed over in bulk, it may wait in the backend's queue: running (and
+                # no longer cancellable) once a worker takes it, as ThreadPoolExecutor's
+                if not future.cancelled():
+                    task.claim = future.set_running_or_notify_cancel
+                    return task
+            elif future.set_running_or_notify_cancel():
                 return task
             self._forget(task.index)  # cancelled before it started: no Result comes
         if self.closed:
@@ -70,7 +78,7 @@ class Submitter:
         self._inbox = SyncInbox()
         self._futures: dict[int, Future[Any]] = {}
         self._lock = threading.Lock()
-        self._source = _QueueSource(self._forget)
+        self._source = _QueueSource(self._forget, queued=backend.queues)
         self._count = 0
         self._thread: threading.Thread | None = None
         # the task behind each unfinished future (for ``stop``); an entry leaves with its
@@ -143,7 +151,6 @@ class Submitter:
                 self._source,  # type: ignore[arg-type]
                 self._backend,
                 self._policies,
-                start_by_start=True,  # a Future is running once a worker has taken it
             )
             for result in drive(engine, self._inbox):
                 assert not isinstance(result, OkRun)  # its source is unsized: no bulk lane
@@ -161,6 +168,8 @@ class Submitter:
         except BaseException as error:  # the engine itself failed: fail what it held
             with self._lock:
                 running = [f for f in futures.values() if f.running()]
+                # pulled but not taken by a worker yet (a queueing backend's): theirs too
+                running += [f for f in futures.values() if f not in running and not f.done()]
                 futures.clear()
                 self.tasks.clear()
                 queued = list(self._source.queue)
@@ -170,5 +179,7 @@ class Submitter:
                 if task.future.set_running_or_notify_cancel():
                     running.append(task.future)
             for future in running:
+                if not future.running() and not future.set_running_or_notify_cancel():
+                    continue
                 if not future.done():
                     future.set_exception(error)

@@ -82,6 +82,7 @@ class Task:
 
     __slots__ = (
         "attempts",
+        "claim",
         "dispatched",
         "first_start",
         "future",
@@ -113,6 +114,10 @@ class Task:
         self.started: float | None = None
         self.running = False
         self.ticket: Any = None
+        # A submit's, when its Future must turn running only once a worker takes it (a
+        # backend that queues): the backend calls it then, and skips the attempt when
+        # it returns False (the Future was cancelled while queued).
+        self.claim: Callable[[], bool] | None = None
 
     @property
     def fn(self) -> Callable[..., Any]:
