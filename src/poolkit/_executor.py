@@ -79,7 +79,6 @@ class Executor(cf.Executor):
         self._runner: PoolRunner = runner(mode, workers, **options)
         self._lock = threading.Lock()
         self._shutdown = False
-        self._live: set[_ValueFuture] = set()
 
     @property
     def mode(self) -> str:
@@ -96,15 +95,13 @@ class Executor(cf.Executor):
 
         Raises RuntimeError after ``shutdown()``.
         """
-        with self._lock:
+        call = functools.partial(fn, **kwargs) if kwargs else fn
+        future = _ValueFuture()
+        future._can_stop = self._runner.mode in _STOPPABLE
+        with self._lock:  # (a shutdown sees every future submitted before it)
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
-            future = _ValueFuture()
-            future._can_stop = self._runner.mode in _STOPPABLE
-            self._live.add(future)
-        future.add_done_callback(self._live.discard)
-        call = functools.partial(fn, **kwargs) if kwargs else fn
-        self._runner._submit(call, args, True, future)
+            self._runner._submit(call, args, True, future)
         submitter = self._runner._submitter
         future._stop = lambda: submitter.stop(future, Cancelled("cancelled by Future.cancel()"))
         return future
@@ -159,7 +156,7 @@ class Executor(cf.Executor):
         """
         with self._lock:
             self._shutdown = True
-            live = list(self._live)
+            live = self._runner._unfinished_futures()
         if cancel_futures:
             for future in live:
                 future.cancel()

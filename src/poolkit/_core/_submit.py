@@ -115,6 +115,11 @@ class Submitter:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
+    def unfinished(self) -> list[Future[Any]]:
+        """The futures submitted whose Result has not come yet."""
+        with self._lock:
+            return list(self._futures.values())
+
     def stop(self, future: Future[Any], error: BaseException) -> None:
         """End the item behind ``future`` now, stopping its running attempt if it has one."""
         task = self.tasks.get(future)

@@ -58,6 +58,7 @@ class BackendRunner:
         self._backend: Backend | None = None
         self._closed = False
         self._submitter: Any = None
+        self._last_job: Callable[[], Job | None] = _no_job
         self._batches: weakref.WeakSet[CancelToken] = weakref.WeakSet()
 
     # -- subclasses provide the backend -----------------------------------------------
@@ -308,8 +309,19 @@ class BackendRunner:
         """``submit``, completing ``future`` (a Future of the Result when None)."""
         check_callable(fn)
         submitter = self._submitter or self._open_submitter()
-        job = Job(fn, star=star, timeout=submitter._policies.timeout)
+        # One Job for a run of submits of one function (deciding whether it is a
+        # coroutine function costs more than the rest of a submit); held weakly, so
+        # the runner never keeps a function alive once its submits are done.
+        job = self._last_job()
+        if job is None or job.fn is not fn or job.star is not star:
+            job = Job(fn, star=star, timeout=submitter._policies.timeout)
+            self._last_job = weakref.ref(job)
         return submitter.submit(job, item, future)  # type: ignore[no-any-return]
+
+    def _unfinished_futures(self) -> list[Future[Any]]:
+        """The futures of submits not finished yet (for ``Executor.shutdown``)."""
+        submitter = self._submitter
+        return [] if submitter is None else submitter.unfinished()
 
     def _open_submitter(self) -> Any:
         from poolkit._core._submit import Submitter
@@ -417,3 +429,7 @@ class BackendRunner:
 
 def _nothing() -> None:
     pass
+
+
+def _no_job() -> Job | None:
+    return None
