@@ -12,6 +12,9 @@ import threading
 import time
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 import poolkit
 from poolkit import Cancelled, DeadlineExceeded, Err, Ok
 
@@ -188,3 +191,55 @@ def test_failures_scattered_through_a_run_keep_their_places() -> None:
             assert isinstance(r, Ok)
             assert r.value == r.index * 10
     assert [r.item for r in results] == list(range(1000))
+
+
+async def _scripted(step: tuple[int, int, bool]) -> int:
+    """Suspends ``suspends`` times, then returns ``value`` or raises with it."""
+    value, suspends, fails = step
+    for _ in range(suspends):
+        await asyncio.sleep(0)
+    if fails:
+        raise ValueError(value)
+    return value
+
+
+_STEPS = st.lists(st.tuples(st.integers(0, 99), st.integers(0, 3), st.booleans()), max_size=60)
+
+
+@given(steps=_STEPS, workers=st.integers(1, 8))
+def test_the_lanes_give_serial_modes_results(
+    steps: list[tuple[int, int, bool]], workers: int
+) -> None:
+    """Random coroutines finishing out of order, some raising: the lanes' Results are
+    serial mode's, item for item (values, errors, attempts, order)."""
+
+    def shape(results: poolkit.Results[Any]) -> list[Any]:
+        return [
+            (r.index, r.attempts, r.value if isinstance(r, Ok) else r.error.args) for r in results
+        ]
+
+    expected = shape(poolkit.run_all(_scripted, steps, mode="serial"))
+    assert shape(poolkit.run_all(_scripted, steps, mode="async", workers=workers)) == expected
+
+    async def main() -> poolkit.Results[Any]:
+        return await poolkit.arun_all(_scripted, steps, workers=workers)
+
+    assert shape(asyncio.run(main())) == expected
+
+
+@given(steps=_STEPS, workers=st.integers(1, 8))
+def test_a_fail_fast_cut_leaves_one_result_per_item(
+    steps: list[tuple[int, int, bool]], workers: int
+) -> None:
+    """fail_fast cuts the lanes at a random point: still exactly one Result per item, in
+    order; every Ok is the item's own value; nothing after the cut starts."""
+    results = poolkit.run_all(_scripted, steps, mode="async", workers=workers, fail_fast=True)
+    assert [r.index for r in results] == list(range(len(steps)))
+    for r, (value, _, fails) in zip(results, steps, strict=True):
+        if isinstance(r, Ok):
+            assert r.value == value
+            assert not fails
+        elif isinstance(r.error, Cancelled):
+            assert r.attempts in (0, 1)
+        else:
+            assert r.error.args == (value,)
