@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 
 import poolkit
-from _common import interleaved, medians, ratio
+from _common import interleaved, ratio
 
 # (seconds per item, items): about 0.8 s of serial work each
 SIZES = [(0.0001, 8000), (0.001, 800), (0.01, 80), (0.1, 8)]
@@ -70,6 +70,7 @@ def speedup_table() -> tuple[list[str], dict[str, dict[float, float]]]:
         closers.append(mpire_pool.terminate)
         extra["mpire WorkerPool(2)"] = lambda w: mpire_pool.map(burn, w)
     speedups: dict[str, dict[float, float]] = {}
+    spreads: dict[str, dict[float, tuple[float, float]]] = {}
     try:
         for seconds, count in SIZES:
             work = [max(1, int(per_ms * seconds * 1000))] * count
@@ -87,22 +88,31 @@ def speedup_table() -> tuple[list[str], dict[str, dict[float, float]]]:
             }
             for name, run in extra.items():
                 candidates[name] = lambda w=work, run=run: run(w)
-            mids = medians(interleaved(candidates, rounds=5))
-            for name, mid in mids.items():
-                speedups.setdefault(name, {})[seconds] = mids["serial"] / mid
+            times = interleaved(candidates, rounds=7)
+            # each round's speed-up against that same round's serial run: a machine that
+            # slows down for a while slows both, and drifts out of the ratio
+            for name, took in times.items():
+                ups = [s / t for s, t in zip(times["serial"], took, strict=True)]
+                speedups.setdefault(name, {})[seconds] = statistics.median(ups)
+                spreads.setdefault(name, {})[seconds] = (min(ups), max(ups))
     finally:
         for close in closers:
             close()
     head = "| runner | " + " | ".join(f"{s * 1000:g} ms x {c}" for s, c in SIZES) + " |"
     lines = [
         f"\n## CPU-bound: speed-up over a plain loop on {os.cpu_count()} cores, by item size\n",
-        "Median of 5 interleaved rounds; higher is better; 2.00x is the ideal on 2 cores.\n",
+        "Median (min-max) of 7 interleaved rounds, each round's run against the same"
+        " round's plain loop; higher is better; 2.00x is the ideal on 2 cores.\n",
         head,
         "|---|" + "---|" * len(SIZES),
     ]
     for name, by_size in speedups.items():
         if name != "serial":
-            lines.append(f"| {name} | " + " | ".join(ratio(by_size[s]) for s, _ in SIZES) + " |")
+            cells = [
+                f"{ratio(by_size[s])} ({spreads[name][s][0]:.2f}-{spreads[name][s][1]:.2f})"
+                for s, _ in SIZES
+            ]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     print("\n".join(lines), flush=True)
     return lines, speedups
 
