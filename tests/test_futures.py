@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import threading
+from typing import Any
 
 import poolkit
 from poolkit import Err, Ok
@@ -62,3 +63,22 @@ def test_close_waits_for_submitted_work(mode: str) -> None:
     with poolkit.runner(mode, workers=2) as runner:
         futures = [runner.submit(double_or_raise, x) for x in (1, 2, 3)]
     assert [f.result(timeout=0).unwrap() for f in futures] == [2, 4, 6]
+
+
+def _interrupt(_: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def test_when_the_engine_stops_every_queued_submit_completes() -> None:
+    """A KeyboardInterrupt from one submit ends the engine: the submits queued behind it
+    (in the threads' queue, not yet taken) complete with that error, none hangs."""
+    with poolkit.runner("thread", workers=1) as r:
+        futures = [r.submit(_interrupt, 0)] + [r.submit(abs, n) for n in range(20)]
+        outcomes = []
+        for future in futures:
+            try:
+                outcomes.append(future.result(timeout=30))
+            except KeyboardInterrupt:
+                outcomes.append("interrupted")
+    assert outcomes[0] == "interrupted"
+    assert all(o == "interrupted" or o.value == n for n, o in enumerate(outcomes[1:]))

@@ -172,19 +172,19 @@ class Submitter:
                 del result, future
         except BaseException as error:  # the engine itself failed: fail what it held
             with self._lock:
-                running = [f for f in futures.values() if f.running()]
-                # pulled but not taken by a worker yet (a queueing backend's): theirs too
-                running += [f for f in futures.values() if f not in running and not f.done()]
+                # running, pulled and not taken by a worker yet, or still queued: all fail
+                unfinished = [f for f in futures.values() if not f.done()]
                 futures.clear()
                 self.tasks.clear()
-                queued = list(self._source.queue)
                 self._source.queue.clear()
-            for task in queued:
-                assert task.future is not None
-                if task.future.set_running_or_notify_cancel():
-                    running.append(task.future)
-            for future in running:
-                if not future.running() and not future.set_running_or_notify_cancel():
-                    continue
+            for future in unfinished:
+                try:
+                    if not future.running() and not future.set_running_or_notify_cancel():
+                        continue  # cancelled: nothing to report
+                except RuntimeError:  # a worker took it meanwhile: it is running
+                    pass
                 if not future.done():
-                    future.set_exception(error)
+                    try:
+                        future.set_exception(error)
+                    except InvalidStateError:  # finished meanwhile
+                        pass
