@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -243,3 +244,79 @@ def test_a_fail_fast_cut_leaves_one_result_per_item(
             assert r.attempts in (0, 1)
         else:
             assert r.error.args == (value,)
+
+
+# -- run_all of a coroutine function drives its engine on poolkit's own loop ---------
+
+
+async def fails_once(x: int) -> int:
+    """Raises ValueError on its first attempt at 1, on any loop (state is per loop)."""
+    await asyncio.sleep(0)
+    if x == 1 and poolkit.worker_state().setdefault("failed", True):
+        poolkit.worker_state()["failed"] = False
+        raise ValueError("once")
+    return x
+
+
+@pytest.mark.parametrize("hook", ["on_result", "on_start", "on_retry", "progress"])
+def test_a_coroutine_batchs_hooks_run_in_the_calling_thread(hook: str) -> None:
+    """With a hook, the engine stays in the caller's thread, where the hooks run."""
+    caller = threading.get_ident()
+    threads: set[int] = set()
+
+    def record(*_: Any) -> None:
+        threads.add(threading.get_ident())
+
+    if hook == "progress":
+        options: dict[str, Any] = {"progress": record}
+    else:
+        options = {hook: record}
+    results = poolkit.run_all(
+        fails_once,
+        range(4),
+        mode="async",
+        workers=2,
+        retry=poolkit.Retry(attempts=2, on=ValueError, backoff=0),
+        **options,
+    )
+    assert results.values == [0, 1, 2, 3]
+    assert threads == {caller}
+
+
+def test_a_runner_closed_from_another_thread_ends_a_coroutine_batch() -> None:
+    """runner.close() while run_all runs coroutines (no hook, so the engine runs on the
+    runner's loop): run_all returns every item, the unfinished ones Cancelled."""
+    first = threading.Event()
+
+    async def nap(x: int) -> int:
+        first.set()
+        await asyncio.sleep(0.2)
+        return x
+
+    runner = poolkit.runner("async", workers=2)
+    holder: dict[str, Any] = {}
+    thread = threading.Thread(
+        target=lambda: holder.setdefault("r", runner.run_all(nap, range(30))), daemon=True
+    )
+    thread.start()
+    assert first.wait(30)
+    bounded(runner.close)
+    thread.join(20)
+    assert not thread.is_alive(), "the batch kept waiting after its runner was closed"
+    results = holder["r"]
+    assert len(results) == 30
+    cut = [r for r in results if isinstance(r, Err)]
+    assert cut
+    assert all(isinstance(r.error, Cancelled) for r in cut)
+
+
+def test_a_coroutine_batch_with_a_backoff_and_errors_on_a_kept_runner() -> None:
+    """Retries with a backoff, errors and a second batch on the same loop: every item
+    once, in order, the loop's worker state kept between batches."""
+    retry = poolkit.Retry(attempts=2, on=ValueError, backoff=0.01)
+    with poolkit.runner("async", workers=3) as runner:
+        first = runner.run_all(fails_once, range(50), retry=retry)
+        assert first.values == list(range(50))
+        assert first[1].attempts == 2
+        second = runner.run_all(fails_once, range(50), retry=None)
+        assert second.values == list(range(50))  # failed once per loop, not per batch

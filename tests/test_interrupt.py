@@ -13,12 +13,17 @@ import pytest
 from .conftest import alive, wait_until
 
 SCRIPT = textwrap.dedent("""
-    import os, sys, time, poolkit
+    import asyncio, os, sys, time, poolkit
 
     def nap(x):
         sys.stdout.write(f"pid {os.getpid()}\\n")
         sys.stdout.flush()
         time.sleep(30)
+
+    async def anap(x):
+        sys.stdout.write(f"pid {os.getpid()}\\n")
+        sys.stdout.flush()
+        await asyncio.sleep(30)
 
     def flaky(x):
         sys.stdout.write(f"pid {os.getpid()}\\n")
@@ -30,6 +35,8 @@ SCRIPT = textwrap.dedent("""
         try:
             if case == "hung":
                 poolkit.run_all(nap, range(4), mode=mode, workers=2)
+            elif case == "coroutines":
+                poolkit.run_all(anap, range(4), mode=mode, workers=2)
             else:
                 poolkit.run_all(flaky, range(2), mode=mode, workers=2,
                                 retry=poolkit.Retry(attempts=2, backoff=30))
@@ -39,8 +46,13 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("case", ["hung", "backoff"])
-@pytest.mark.parametrize("mode", ["serial", "thread", "async", "process"])
+@pytest.mark.parametrize(
+    ("mode", "case"),
+    [
+        *((m, c) for m in ("serial", "thread", "async", "process") for c in ("hung", "backoff")),
+        ("async", "coroutines"),  # the engine on poolkit's own loop
+    ],
+)
 def test_sigint_propagates_promptly(mode: str, case: str) -> None:
     """KeyboardInterrupt leaves run_all within a second, the interpreter exits, no child lives."""
     with subprocess.Popen(
@@ -52,7 +64,7 @@ def test_sigint_propagates_promptly(mode: str, case: str) -> None:
         assert child.stdout is not None
         assert child.stderr is not None
         pids = {int(child.stdout.readline().split()[1])}
-        if mode != "serial" and case == "hung":
+        if mode != "serial" and case in ("hung", "coroutines"):
             pids.add(int(child.stdout.readline().split()[1]))
         if case == "backoff":
             time.sleep(0.2)  # not synchronisation: lets the failed attempt enter its backoff

@@ -26,10 +26,11 @@ import threading
 import time
 from array import array
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Future
 from inspect import isawaitable
 from types import CoroutineType
-from typing import Any
+from typing import Any, TypeVar
 
 from poolkit._core._attempt import (
     ATTEMPT,
@@ -44,6 +45,8 @@ from poolkit._core._task import Job, Run, RunDone, Task
 from ._thread import ThreadBackend
 
 __all__ = ["AsyncBackend"]
+
+R = TypeVar("R")
 
 
 class AsyncBackend(Backend):
@@ -91,6 +94,7 @@ class AsyncBackend(Backend):
         self._initializer = initializer
         self._initargs = tuple(initargs)
         self._broken: BaseException | None = None
+        self._hosted: set[asyncio.Task[Any] | None] = set()  # drivers run_at_home runs
         self._threads = ThreadBackend(
             workers, name="poolkit-async-offload", states=lambda _: self._state
         )
@@ -114,6 +118,23 @@ class AsyncBackend(Backend):
 
     def takes_runs(self, job: Job) -> bool:
         return job.is_async
+
+    def run_at_home(self, job: Job, make: Callable[[], Awaitable[R]]) -> Future[R] | None:
+        """On poolkit's own loop, for coroutine functions (on the caller's loop,
+        ``arun_all`` already drives its engine beside the attempts)."""
+        if self._own_thread is None or not job.is_async:
+            return None
+        hosted = self._hosted
+
+        async def at_home() -> R:
+            task = asyncio.current_task()
+            hosted.add(task)
+            try:
+                return await make()
+            finally:
+                hosted.discard(task)
+
+        return asyncio.run_coroutine_threadsafe(at_home(), self._loop)
 
     def start_run(self, run: Run) -> None:
         if self._initializer is not None:
@@ -197,7 +218,7 @@ class AsyncBackend(Backend):
         """
         self._threads.close()
         if self._own_thread is not None:
-            self._loop.call_soon_threadsafe(_shut_down, self._loop)
+            self._loop.call_soon_threadsafe(_shut_down, self._loop, self._hosted)
             self._own_thread.join(timeout=0.25)
             self._own_thread = None
 
@@ -507,8 +528,9 @@ def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
         loop.close()
 
 
-def _shut_down(loop: asyncio.AbstractEventLoop) -> None:
-    """Cancel every task; stop the loop when the last one has ended (at once when none)."""
+def _shut_down(loop: asyncio.AbstractEventLoop, spared: set[asyncio.Task[Any] | None]) -> None:
+    """Cancel every task but the ``spared`` (drivers, which end their batch themselves);
+    stop the loop when the last one has ended (at once when none)."""
     leftovers = [t for t in asyncio.all_tasks(loop) if not t.done()]
     if not leftovers:
         loop.stop()
@@ -523,7 +545,8 @@ def _shut_down(loop: asyncio.AbstractEventLoop) -> None:
 
     for task in leftovers:
         task.add_done_callback(one_done)
-        task.cancel()
+        if task not in spared:
+            task.cancel()
 
 
 def _cancel_all(handles: list[asyncio.Task[Any]]) -> None:

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 from ._task import Job, Run, Task
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+R = TypeVar("R")
 
 __all__ = ["Backend"]
 
@@ -69,6 +75,14 @@ class Backend(ABC):
         each with whether it had begun running (a cut counts its attempt).
         """
         raise NotImplementedError(f"{type(self).__name__} does not take runs")
+
+    def run_at_home(self, job: Job, make: Callable[[], Awaitable[R]]) -> Future[R] | None:
+        """Run ``make()`` on the event loop where ``job``'s attempts run, when the backend
+        has one of its own in a thread of its own; None (``make`` not called) otherwise.
+
+        A driver run there wakes no other thread per completion. ``close`` lets what
+        runs there finish rather than cancelling it."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends have nothing to release
         """Release workers. Calls stuck in threads are abandoned, never waited for."""

@@ -7,6 +7,7 @@ engine set-up, so the two can never drift apart.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Generator
 from dataclasses import dataclass
@@ -38,6 +39,10 @@ class Plan:
     ordered: bool = False
     release: Callable[[], None] = lambda: None
     """Undoes what linking the batch set up (called once its driving ends)."""
+    at_home: bool = False
+    """``collect`` may drive the engine on the backend's own loop (``run_at_home``):
+    nothing in the batch needs the caller's thread, nor the engine awake while a
+    coroutine blocks that loop (no hook, no progress, no deadline, timeout or token)."""
 
 
 def batch(plan: Plan) -> Generator[Ok[Any] | Err, None, None]:
@@ -175,6 +180,10 @@ class Collector:
 
 def collect(plan: Plan) -> Results[Any]:
     """Run a batch to its end and return its Results, in input order."""
+    if plan.at_home:
+        at_home = _collect_at_home(plan)
+        if at_home is not None:
+            return at_home
     collector = Collector()
     add = collector.add
     results = _outputs(plan)
@@ -184,6 +193,33 @@ def collect(plan: Plan) -> Results[Any]:
     finally:
         results.close()
     return collector.results(plan.observer)
+
+
+def _collect_at_home(plan: Plan) -> Results[Any] | None:
+    """``collect`` with the engine on the backend's own loop, beside the attempts, while
+    the caller's thread waits; None when the backend has no loop of its own."""
+    ended = threading.Event()
+
+    async def driven() -> Results[Any]:
+        try:
+            return await acollect(plan)
+        finally:
+            ended.set()
+
+    future = plan.backend.run_at_home(plan.job, driven)
+    if future is None:
+        return None
+    try:
+        return future.result()
+    except BaseException:
+        # Interrupted (KeyboardInterrupt): the engine aborts on its loop, stopping what
+        # runs. Wait for that a moment, never for a loop a coroutine blocks.
+        future.cancel()
+        ended.wait(_ABORT_WAIT)
+        raise
+
+
+_ABORT_WAIT = 0.25
 
 
 async def acollect(plan: Plan) -> Results[Any]:

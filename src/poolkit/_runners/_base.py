@@ -423,8 +423,16 @@ class BackendRunner:
             release = caller._subscribe(lambda: token._cancel_because(caller.reason))
             if caller.cancelled:
                 token._cancel_because(caller.reason)
+        at_home = (
+            observer.idle
+            and on_start is None
+            and on_retry is None
+            and caller is None
+            and policies.deadline is None
+            and policies.timeout is None
+        )
         policies = dataclasses.replace(policies, cancel=token)
-        return Plan(backend, job, items, policies, observer, hooks, ordered, release)
+        return Plan(backend, job, items, policies, observer, hooks, ordered, release, at_home)
 
 
 def _nothing() -> None:
