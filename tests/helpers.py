@@ -31,6 +31,17 @@ def nap(seconds: float) -> float:
     return seconds
 
 
+def mixed(x: int) -> Any:
+    """By ``x % 3``: raise ValueError(x), return ``[x]`` (pickled on its way back), or
+    return ``x``; a negative ``x`` sleeps ``-x`` seconds first."""
+    if x < 0:
+        time.sleep(-x)
+        return x
+    if x % 3 == 0:
+        raise ValueError(x)
+    return [x] if x % 3 == 1 else x
+
+
 def record_thread(_: Any) -> str:
     """The name of the thread running the call."""
     return threading.current_thread().name

@@ -30,7 +30,7 @@ from poolkit.testing import (
 
 from .conftest import alive, live_children, wait_until
 from .crashers import exit_on, oom_on, segfault_on, sigkill_on
-from .helpers import identity, nap, pid
+from .helpers import identity, mixed, nap, pid
 
 
 @pytest.mark.parametrize(
@@ -390,3 +390,36 @@ def test_a_fast_result_does_not_wait_for_its_slow_chunk_mate() -> None:
             waited = time.monotonic() - began
             assert first.index == 0
             assert waited < 2.0, f"the first result waited {waited:.2f} s for its chunk-mate"
+
+
+def test_a_result_does_not_wait_for_a_slow_chunk_neighbour() -> None:
+    """One chunk of 40 quick items and one of 30 s: the quick results come back long
+    before the slow item ends (the worker's poller sends what finished)."""
+    with poolkit.runner("process", workers=1, chunksize=41) as runner:
+        started = time.monotonic()
+        results = runner.stream(nap, [0.0] * 40 + [30.0])
+        first = next(results)
+        waited = time.monotonic() - started
+        results.close()  # the slow item is stopped with the stream
+    assert isinstance(first, poolkit.Ok)
+    assert waited < 15, f"the first result waited {waited:.1f} s for its chunk's slow item"
+
+
+def test_what_the_poller_sends_mid_chunk_keeps_each_outcome() -> None:
+    """Errors, pickled values and plain ones, sent in pieces while the chunk's last item
+    still runs: each result is its own item's, exactly once."""
+    items = [*range(30), -1, *range(31, 61), -30]  # the poller sends twice, at least
+    with poolkit.runner("process", workers=1, chunksize=len(items)) as runner:
+        results = runner.stream(mixed, items)
+        early = [next(results) for _ in range(61)]
+        results.close()
+    assert sorted(r.index for r in early) == list(range(61))
+    for r in early:
+        if r.index == 30:
+            assert r.value == -1
+        elif r.index % 3 == 0:
+            assert isinstance(r, poolkit.Err)
+            assert isinstance(r.error, ValueError)
+            assert r.error.args == (r.index,)
+        else:
+            assert r.value == ([r.index] if r.index % 3 == 1 else r.index)

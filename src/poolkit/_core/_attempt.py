@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ATTEMPT",
     "WorkerContext",
+    "awaited",
     "copy_error",
     "initializer_failure",
     "is_async_callable",
@@ -102,13 +103,21 @@ def run_attempt(job: Job, item: Any, number: int) -> tuple[bool, Any]:
         value = job.fn(*item) if job.star else job.fn(item)
         # the ABC check costs ~0.3 us, a tenth of a trivial item's whole cost: common
         # result types skip it
-        if type(value) not in _NOT_COROUTINES and isinstance(value, Coroutine):
-            import asyncio
-
-            value = asyncio.run(value)
+        if type(value) not in _NOT_COROUTINES:
+            value = awaited(value)
         return True, value
     except BaseException as error:  # the engine decides what it means
         return False, error
+
+
+def awaited(value: Any) -> Any:
+    """``value``, or, when it is a coroutine, its result run to completion on a fresh
+    event loop (so every synchronous worker runs ``async def`` functions)."""
+    if isinstance(value, Coroutine):
+        import asyncio
+
+        return asyncio.run(value)
+    return value
 
 
 async def run_attempt_async(job: Job, item: Any, number: int) -> tuple[bool, Any]:

@@ -22,7 +22,7 @@ from typing import Any
 
 from poolkit._backends._pickling import dumps, load_function, pack_error
 from poolkit._core import _attempt
-from poolkit._core._attempt import WorkerContext, run_attempt
+from poolkit._core._attempt import ATTEMPT, WorkerContext, awaited
 from poolkit._core._task import Job
 
 from ._buffers import close_mapping, load_items
@@ -62,11 +62,9 @@ def worker_main(
     halt_at = STRIDE * slot + HALT
     last_done = 0  # the mark of the last item finished, negated (0: none yet)
     monotonic = time.monotonic
-    add = outbox.add
     while True:
         message = inbox.get()
         if message is None:
-            outbox.flush()
             return
         if message[0] == "fn":
             functions.add(message[1], _load_job(message[2]))
@@ -77,139 +75,155 @@ def worker_main(
         try:
             items, mapping = load_items(blob, where)
         except BaseException as error:  # user data: a class of __main__, a bad __setstate__
-            outbox.flush()
             results.send_bytes(dumps(("unloadable", seq, pack_error(error))))
             continue
-        number = numbers if type(numbers) is int else 0
         base = mark(seq, 0)
+        # The per-item path of process mode, kept lean: no call but the item's own, and
+        # the outcome appended to the outbox's columns in place (see _Outbox).
+        fn, star = job.fn, job.star
+        first = numbers if type(numbers) is int else 0
+        if first and ATTEMPT.get() != first:
+            ATTEMPT.set(first)
         outbox.begin(seq)
+        add_value = outbox.values.append
+        add_began, add_ran = outbox.began.append, outbox.ran.append
+        began = monotonic()  # an item begins where the previous one ended
         for position, item in enumerate(items):
-            began = monotonic()
             slots[time_at] = began
             slots[mark_at] = base + position
             if slots[halt_at]:  # a cut: the parent counts this item as never started
                 slots[mark_at] = last_done
                 break
-            ok, payload = run_attempt(job, item, number or numbers[position])
+            if not first:
+                ATTEMPT.set(numbers[position])
+            try:
+                value = fn(*item) if star else fn(item)
+                if type(value) in INLINE:
+                    add_value(value)
+                else:
+                    outbox.add_other(awaited(value))
+            except BaseException as error:  # the engine decides what it means
+                outbox.add_failure(error)
+            ended = monotonic()
             # Finished: the time to send the result back is not the attempt's.
             slots[mark_at] = last_done = -(base + position)
-            add(ok, payload, began, monotonic() - began)
-            del item, payload
-        outbox.flush()
-        item = None  # (still bound after a halt)
+            add_began(began)
+            add_ran(ended - began)
+            outbox.done = position + 1  # last: the outcome is whole (the poller may send it now)
+            began = ended
+        outbox.end()
+        item = value = None  # (still bound after the loop)
         del message, items, blob  # nothing of a finished chunk stays alive
         close_mapping(mapping)
 
 
 class _Outbox:
-    """Finished outcomes of the current chunk on their way to the parent.
+    """The outcomes of the current chunk, in columns, on their way to the parent.
 
-    The main loop flushes at the end of each chunk. A poller thread, awake only while
-    work flows, sends what is waiting once its oldest outcome is FLUSH_AFTER seconds
-    old, so a fast item's result never waits long for a slow neighbour in its chunk,
-    and a chunk that takes the time it was sized for goes back in one message.
+    The main loop appends each outcome to ``values``, ``began`` and ``ran`` itself (no
+    call, no lock: this is the per-item path), then counts it in ``done``, last. What
+    is counted is whole, and is sent by a flush: by the main loop when the chunk ends,
+    or earlier by a poller thread, awake while a chunk runs, once the oldest outcome
+    not sent is FLUSH_AFTER seconds old, so a fast item's result never waits long for a
+    slow neighbour in its chunk, and a chunk that takes the time it was sized for goes
+    back in one message. Only flushes (and the rare failures and pickled values) take
+    the lock.
     """
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
         self._lock = threading.Lock()
         self._seq = 0
-        self._start = 0  # the chunk position of the first outcome waiting
-        self._values: list[Any] = []
-        self._pickled: list[int] | None = None
-        self._failed: dict[int, Any] | None = None
-        self._began = array("d")
-        self._ran = array("d")
-        self._added = 0
-        self._since: float | None = None
-        self._asleep = True
+        self.values: list[Any] = []
+        self.began = array("d")
+        self.ran = array("d")
+        self.done = 0  # outcomes whole in the columns
+        self._sent = 0  # outcomes of the chunk sent already
+        self._failed: dict[int, Any] = {}  # column index: the packed error
+        self._pickled: list[int] = []  # column indexes whose value is pickled bytes
+        self._active = False  # a chunk runs
         self._wake = threading.Event()
         threading.Thread(target=self._poll, daemon=True).start()
 
     def begin(self, seq: int) -> None:
-        """Outcomes added from now on are chunk ``seq``'s, from its first item."""
-        with self._lock:
-            self._seq = seq
-            self._start = 0
+        """(Main loop.) A chunk begins: its outcomes go in fresh columns."""
+        self._seq = seq
+        self._active = True
+        self._wake.set()
 
-    def add(self, ok: bool, payload: Any, began: float, ran: float) -> None:
-        with self._lock:
-            values = self._values
-            if not values:
-                self._since = began + ran  # when the oldest outcome waiting came
-            if not ok:
-                if self._failed is None:
-                    self._failed = {}
-                self._failed[len(values)] = pack_error(payload)
-                values.append(None)
-            elif type(payload) in INLINE:
-                values.append(payload)
-            else:
-                self._add_pickled(payload)
-            self._began.append(began)
-            self._ran.append(ran)
-            self._added += 1
-        if self._asleep:
-            self._asleep = False
-            self._wake.set()
-
-    def _add_pickled(self, value: Any) -> None:
-        values = self._values
+    def add_other(self, value: Any) -> None:
+        """(Main loop.) Append a value that is not sent as it is: pickled here, so that a
+        result that cannot be pickled is that item's error, not the chunk's."""
         try:
             data = dumps(value)  # cloudpickle as the fallback, as for items
         except Exception as error:
-            problem = pickle.PicklingError(
-                f"the item's result ({type(value).__name__}) could not be pickled to send "
-                f"it back from the worker process: {type(error).__name__}: {error}"
+            self.add_failure(
+                pickle.PicklingError(
+                    f"the item's result ({type(value).__name__}) could not be pickled to "
+                    f"send it back from the worker process: {type(error).__name__}: {error}"
+                )
             )
-            if self._failed is None:
-                self._failed = {}
-            self._failed[len(values)] = pack_error(problem)
-            values.append(None)
             return
-        if self._pickled is None:
-            self._pickled = []
-        self._pickled.append(len(values))
-        values.append(data)
-
-    def flush(self) -> None:
         with self._lock:
-            values = self._values
-            if not values:
-                return
-            ran = self._ran
-            message = (
-                "results",
-                self._seq,
-                self._start,
-                values,
-                self._pickled,
-                self._failed,
-                self._began.tobytes(),
-                ran.tobytes(),
-                sum(ran),
-            )
-            self._start += len(values)
-            self._since = None
-            self._values, self._pickled, self._failed = [], None, None
-            self._began, self._ran = array("d"), array("d")
-            self._connection.send_bytes(dumps(message))
+            self._pickled.append(len(self.values))
+            self.values.append(data)
+
+    def add_failure(self, error: BaseException) -> None:
+        """(Main loop.) Append an item's error."""
+        packed = pack_error(error)
+        with self._lock:
+            self._failed[len(self.values)] = packed
+            self.values.append(None)
+
+    def end(self) -> None:
+        """(Main loop.) The chunk ended: send what is left, and start empty columns."""
+        with self._lock:
+            self._active = False
+            self._send_locked()
+            self.values, self.began, self.ran = [], array("d"), array("d")
+            self.done = self._sent = 0
+            self._failed, self._pickled = {}, []
+
+    def _send_locked(self) -> None:
+        start, stop = self._sent, self.done
+        if start == stop:
+            return
+        values = self.values[start:stop]
+        self.values[start:stop] = [None] * (stop - start)  # the parent has them now
+        failed = {i - start: self._failed.pop(i) for i in list(self._failed) if i < stop}
+        pickled = [i - start for i in self._pickled if start <= i < stop]
+        ran = self.ran[start:stop]
+        message = (
+            "results",
+            self._seq,
+            start,
+            values,
+            pickled or None,
+            failed or None,
+            self.began[start:stop].tobytes(),
+            ran.tobytes(),
+            sum(ran),
+        )
+        self._sent = stop
+        self._connection.send_bytes(dumps(message))
 
     def _poll(self) -> None:
-        seen = 0
+        monotonic = time.monotonic
         while True:
-            since = self._since
-            due = FLUSH_AFTER if since is None else since + FLUSH_AFTER - time.monotonic()
-            time.sleep(max(due, 0.001))
-            since = self._since
-            if since is not None and time.monotonic() - since >= FLUSH_AFTER * 0.99:
-                self.flush()
-            if self._added == seen:  # nothing happened for a whole period: sleep
-                self._asleep = True
-                self._wake.clear()
-                if self._added == seen:
-                    self._wake.wait()
-            seen = self._added
+            self._wake.wait()
+            self._wake.clear()
+            while self._active:
+                sent, done = self._sent, self.done
+                if done > sent:  # the oldest outcome waiting: when did it come?
+                    due = self.began[sent] + self.ran[sent] + FLUSH_AFTER - monotonic()
+                else:
+                    due = FLUSH_AFTER
+                if due > 0:
+                    time.sleep(max(due, 0.001))
+                    continue
+                with self._lock:
+                    if self._active:
+                        self._send_locked()
 
 
 # Module globals the initializer (re)bound, by the module's ``__name__``: what it sets
