@@ -15,10 +15,16 @@ from collections.abc import Callable
 
 
 def interleaved(
-    candidates: dict[str, Callable[[], object]], rounds: int = 7
+    candidates: dict[str, Callable[[], object]], rounds: int = 7, warmup: int = 0
 ) -> dict[str, list[float]]:
     """Time every candidate once per round, in turn, ``rounds`` times: each sees the same
-    machine state (no candidate gets the quiet minute). Seconds per run, per candidate."""
+    machine state (no candidate gets the quiet minute). Seconds per run, per candidate.
+
+    ``warmup`` untimed rounds come first, for every candidate alike: the first run of a
+    size grows the process's heap and fills its caches, which no later run pays."""
+    for _ in range(warmup):
+        for run in candidates.values():
+            run()
     times: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(rounds):
         for name, run in candidates.items():
