@@ -249,6 +249,9 @@ def test_a_fail_fast_cut_leaves_one_result_per_item(
 # -- run_all of a coroutine function drives its engine on poolkit's own loop ---------
 
 
+_ONCE = poolkit.Retry(attempts=2, on=ValueError, backoff=0)
+
+
 async def fails_once(x: int) -> int:
     """Raises ValueError on its first attempt at 1, on any loop (state is per loop)."""
     await asyncio.sleep(0)
@@ -320,3 +323,38 @@ def test_a_coroutine_batch_with_a_backoff_and_errors_on_a_kept_runner() -> None:
         assert first[1].attempts == 2
         second = runner.run_all(fails_once, range(50), retry=None)
         assert second.values == list(range(50))  # failed once per loop, not per batch
+
+
+@pytest.mark.parametrize("kept", [False, True])
+def test_a_small_batch_starts_no_more_lanes_than_it_has_items(kept: bool) -> None:
+    """3 items at workers=64: at most 3 lanes run (64 were started, each an asyncio
+    task, costing more than the items themselves)."""
+    seen: list[int] = []
+
+    async def count(x: int) -> int:
+        seen.append(len(asyncio.all_tasks()))
+        await asyncio.sleep(0)
+        return x
+
+    if kept:
+        with poolkit.runner("async", workers=64) as runner:
+            results = runner.run_all(count, range(3))
+    else:
+        results = poolkit.run_all(count, range(3), mode="async", workers=64)
+    assert results.values == [0, 1, 2]
+    assert max(seen) <= 3 + 1  # the lanes, and the task that drives the batch
+
+
+def test_run_all_of_coroutines_leaves_the_threads_event_loop_alone() -> None:
+    """run_all(mode="async") of coroutines (its engine on poolkit's loop): the event
+    loop this thread had set stays set and open."""
+    mine = asyncio.new_event_loop()
+    asyncio.set_event_loop(mine)
+    try:
+        results = poolkit.run_all(fails_once, range(5), mode="async", workers=2, retry=_ONCE)
+        assert results.values == list(range(5))
+        assert asyncio.get_event_loop_policy().get_event_loop() is mine
+        assert not mine.is_closed()
+    finally:
+        asyncio.set_event_loop(None)
+        mine.close()

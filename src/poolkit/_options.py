@@ -39,6 +39,7 @@ __all__ = [
     "check_mode_options",
     "check_workers",
     "default_workers",
+    "engine_may_leave_caller",
 ]
 
 ModeName = Literal["serial", "thread", "process", "async", "dask"]
@@ -152,6 +153,25 @@ MODE_OPTIONS: dict[str, tuple[str, ...]] = {
 
 CALL_OPTION_NAMES: tuple[str, ...] = tuple(sorted(CallOptions.__optional_keys__))
 """Every keyword a call takes besides ``fn``, ``items`` and the mode."""
+
+_TIED_TO_THE_CALLER = (
+    *("on_result", "on_start", "on_retry", "progress"),
+    *("timeout", "deadline", "cancel"),
+)
+
+
+def engine_may_leave_caller(options: dict[str, Any]) -> bool:
+    """True when none of a call's ``options`` (with the runner's defaults) needs the
+    engine in the caller's thread (a hook, a progress display) or awake while a
+    coroutine blocks the event loop (a timeout, a deadline, a cancel token).
+
+    Example:
+        >>> engine_may_leave_caller({"retry": 3, "timeout": None})
+        True
+        >>> engine_may_leave_caller({"deadline": 5.0})
+        False
+    """
+    return not any(options.get(name) for name in _TIED_TO_THE_CALLER)
 
 
 def check_mode(mode: object) -> str:

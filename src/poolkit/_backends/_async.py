@@ -91,6 +91,7 @@ class AsyncBackend(Backend):
         self._lock = threading.Lock()  # cursors are read by the engine's thread too
         self._post_due = False  # a _post_all is scheduled (read and written on the loop)
         self._lanes: list[list[Any]] = []  # each lane's [cursor, position, task] now
+        self._starting = 0  # lanes created that have not run yet (on the loop)
         self._initializer = initializer
         self._initargs = tuple(initargs)
         self._broken: BaseException | None = None
@@ -300,12 +301,15 @@ class AsyncBackend(Backend):
     # -- runs -------------------------------------------------------------------------
 
     def _open_lanes(self) -> None:
-        """Start lanes while slots are free and runs have positions left (on the loop)."""
-        while self._busy < self._workers and not self._waiters:
-            with self._lock:
-                if not any(c.next < c.size for c in self._cursors):
-                    return
+        """Start lanes while slots are free and runs have positions no lane will take
+        (on the loop): one lane per position left at most, counting the lanes started
+        and not yet running, which will take theirs."""
+        with self._lock:
+            left = sum(c.size - c.next for c in self._cursors) - self._starting
+        while left > 0 and self._busy < self._workers and not self._waiters:
             self._busy += 1
+            self._starting += 1
+            left -= 1
             self._loop.create_task(self._lane())
 
     async def _lane(self) -> None:
@@ -316,6 +320,7 @@ class AsyncBackend(Backend):
         Only taking a position holds the lock; an outcome is written into the cursor's
         columns without it, its state byte last, and ``_post_all`` posts it (see
         ``_Cursor``)."""
+        self._starting -= 1
         worker = self._free_ids.pop() if self._free_ids else 0
         WorkerContext(worker, self._state).enter()
         ATTEMPT.set(1)

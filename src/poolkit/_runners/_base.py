@@ -22,7 +22,14 @@ from poolkit._core._batch import Plan, abatch, acollect, batch, collect
 from poolkit._core._engine import Hooks
 from poolkit._core._observe import Observer
 from poolkit._core._task import Job
-from poolkit._options import CALL_OPTION_NAMES, CallOptions, check_callable, check_hook, check_items
+from poolkit._options import (
+    CALL_OPTION_NAMES,
+    CallOptions,
+    check_callable,
+    check_hook,
+    check_items,
+    engine_may_leave_caller,
+)
 from poolkit._policies import POLICY_NAMES, CancelToken, Policies, check_policies
 from poolkit._progress import make_progress
 from poolkit._results import Err, Ok, Results
@@ -423,14 +430,7 @@ class BackendRunner:
             release = caller._subscribe(lambda: token._cancel_because(caller.reason))
             if caller.cancelled:
                 token._cancel_because(caller.reason)
-        at_home = (
-            observer.idle
-            and on_start is None
-            and on_retry is None
-            and caller is None
-            and policies.deadline is None
-            and policies.timeout is None
-        )
+        at_home = engine_may_leave_caller({**self._defaults, **options})
         policies = dataclasses.replace(policies, cancel=token)
         return Plan(backend, job, items, policies, observer, hooks, ordered, release, at_home)
 
