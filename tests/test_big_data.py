@@ -125,3 +125,44 @@ def test_the_docs_example_runs_as_written(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["[499500.0, 1499500.0]"] * 3
+
+
+KILLED_PARENT = """
+import sys, time, numpy as np, poolkit
+
+def hold(array):
+    time.sleep(60)
+
+if __name__ == "__main__":
+    table = poolkit.shared(np.ones(300_000))
+    with poolkit.runner("process", workers=1) as runner:
+        runner.run_all(lambda i: float(table.value[i]), [0])  # table's segment exists
+        print("ready", flush=True)
+        runner.run_all(hold, [np.ones(300_000)])  # and a chunk's, while the item runs
+"""
+
+
+@pytest.mark.skipif(not SHM.exists(), reason="needs /dev/shm")
+def test_a_parent_killed_mid_batch_leaves_no_segment(tmp_path: Path) -> None:
+    """SIGKILL the parent while a shared object and a chunk's large buffer are in shared
+    memory: multiprocessing's resource tracker unlinks both."""
+    import signal
+    import subprocess
+    import sys
+
+    from .conftest import wait_until
+
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_PARENT)
+    before = _segments()
+    with subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as child:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+        assert wait_until(lambda: len(_segments() - before) >= 2, timeout=30)
+        child.send_signal(signal.SIGKILL)
+        child.communicate(timeout=30)
+    assert wait_until(lambda: not (_segments() - before), timeout=30), (
+        f"left behind: {sorted(_segments() - before)}"
+    )
