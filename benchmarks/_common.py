@@ -53,10 +53,12 @@ def report_spread(
 ) -> list[str]:
     """A table: median (min-max) per item, ratio to ``baseline`` and to ``floor``, and a
     line naming the best peer (the fastest runner that is neither poolkit nor a
-    baseline) with poolkit's ratio to it."""
+    baseline) with poolkit's ratio to it.
+
+    A ratio is the median of the per-round ratios (each round's time against the same
+    round's baseline): a machine that slows down for a while slows both, and that
+    drifts out of the ratio."""
     scale = {"us/item": 1e6, "ms": 1e3}.get(unit, 1.0)
-    base = statistics.median(times[baseline])
-    ground = statistics.median(times[floor]) if floor else None
     head = f"| runner | {unit}, median (min-max) | ratio to {baseline} |"
     head += f" ratio to the floor ({floor}) |" if floor else ""
     lines = [f"\n## {title}\n", head, "|---|---|---|" + ("---|" if floor else "")]
@@ -64,10 +66,10 @@ def report_spread(
         mid = statistics.median(values)
         row = (
             f"| {name} | {mid / per * scale:.2f} ({min(values) / per * scale:.2f}-"
-            f"{max(values) / per * scale:.2f}) | {ratio(mid / base)} |"
+            f"{max(values) / per * scale:.2f}) | {ratio(per_round(times, name, baseline))} |"
         )
-        if ground:
-            row += f" {ratio(mid / ground)} |"
+        if floor:
+            row += f" {ratio(per_round(times, name, floor))} |"
         lines.append(row)
     peers = {
         n: statistics.median(v)
@@ -75,17 +77,25 @@ def report_spread(
         if not n.startswith("poolkit") and n not in (baseline, floor)
     }
     ours = {n: statistics.median(v) for n, v in times.items() if n.startswith("poolkit")}
+    rounds = len(next(iter(times.values())))
     if peers and ours:
         best = min(peers, key=peers.__getitem__)
         fastest = min(ours, key=ours.__getitem__)
         lines.append(
-            f"\nBest peer: {best}. {fastest} takes {ratio(ours[fastest] / peers[best])} "
-            f"its time. {len(next(iter(times.values())))} interleaved rounds."
+            f"\nBest peer: {best}. {fastest} takes {ratio(per_round(times, fastest, best))} "
+            f"its time. {rounds} interleaved rounds; ratios are medians of per-round ratios."
         )
     else:
-        lines.append(f"\n{len(next(iter(times.values())))} interleaved rounds.")
+        lines.append(f"\n{rounds} interleaved rounds; ratios are medians of per-round ratios.")
     print("\n".join(lines), flush=True)
     return lines
+
+
+def per_round(times: dict[str, list[float]], name: str, against: str) -> float:
+    """The median over rounds of ``name``'s time divided by ``against``'s that round."""
+    return statistics.median(
+        mine / theirs for mine, theirs in zip(times[name], times[against], strict=True)
+    )
 
 
 def medians(times: dict[str, list[float]]) -> dict[str, float]:
