@@ -274,14 +274,9 @@ def test_a_coroutine_batchs_hooks_run_in_the_calling_thread(hook: str) -> None:
         options: dict[str, Any] = {"progress": record}
     else:
         options = {hook: record}
-    results = poolkit.run_all(
-        fails_once,
-        range(4),
-        mode="async",
-        workers=2,
-        retry=poolkit.Retry(attempts=2, on=ValueError, backoff=0),
-        **options,
-    )
+    # (not in ``bounded``, which would make another thread the caller; pytest-timeout
+    # bounds it)
+    results = poolkit.run_all(fails_once, range(4), mode="async", workers=2, retry=_ONCE, **options)
     assert results.values == [0, 1, 2, 3]
     assert threads == {caller}
 
@@ -318,10 +313,10 @@ def test_a_coroutine_batch_with_a_backoff_and_errors_on_a_kept_runner() -> None:
     once, in order, the loop's worker state kept between batches."""
     retry = poolkit.Retry(attempts=2, on=ValueError, backoff=0.01)
     with poolkit.runner("async", workers=3) as runner:
-        first = runner.run_all(fails_once, range(50), retry=retry)
+        first = bounded(lambda: runner.run_all(fails_once, range(50), retry=retry))
         assert first.values == list(range(50))
         assert first[1].attempts == 2
-        second = runner.run_all(fails_once, range(50), retry=None)
+        second = bounded(lambda: runner.run_all(fails_once, range(50), retry=None))
         assert second.values == list(range(50))  # failed once per loop, not per batch
 
 
@@ -338,9 +333,9 @@ def test_a_small_batch_starts_no_more_lanes_than_it_has_items(kept: bool) -> Non
 
     if kept:
         with poolkit.runner("async", workers=64) as runner:
-            results = runner.run_all(count, range(3))
+            results = bounded(lambda: runner.run_all(count, range(3)))
     else:
-        results = poolkit.run_all(count, range(3), mode="async", workers=64)
+        results = bounded(lambda: poolkit.run_all(count, range(3), mode="async", workers=64))
     assert results.values == [0, 1, 2]
     assert max(seen) <= 3 + 1  # the lanes, and the task that drives the batch
 
@@ -351,7 +346,9 @@ def test_run_all_of_coroutines_leaves_the_threads_event_loop_alone() -> None:
     mine = asyncio.new_event_loop()
     asyncio.set_event_loop(mine)
     try:
-        results = poolkit.run_all(fails_once, range(5), mode="async", workers=2, retry=_ONCE)
+        results = bounded(
+            lambda: poolkit.run_all(fails_once, range(5), mode="async", workers=2, retry=_ONCE)
+        )
         assert results.values == list(range(5))
         assert asyncio.get_event_loop_policy().get_event_loop() is mine
         assert not mine.is_closed()

@@ -131,6 +131,7 @@ KILLED_PARENT = """
 import sys, time, numpy as np, poolkit
 
 def hold(array):
+    print("holding", flush=True)  # (the worker writes to the parent's stdout)
     time.sleep(60)
 
 if __name__ == "__main__":
@@ -160,7 +161,8 @@ def test_a_parent_killed_mid_batch_leaves_no_segment(tmp_path: Path) -> None:
     ) as child:
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "ready"
-        assert wait_until(lambda: len(_segments() - before) >= 2, timeout=30)
+        assert child.stdout.readline().strip() == "holding"  # the chunk's segment is whole
+        assert len(_segments() - before) >= 2
         child.send_signal(signal.SIGKILL)
         child.communicate(timeout=30)
     assert wait_until(lambda: not (_segments() - before), timeout=30), (

@@ -31,6 +31,7 @@ from poolkit.testing import (
 from .conftest import alive, live_children, wait_until
 from .crashers import exit_on, oom_on, segfault_on, sigkill_on
 from .helpers import identity, mixed, nap, pid
+from .test_no_hang import bounded
 
 
 @pytest.mark.parametrize(
@@ -398,7 +399,7 @@ def test_a_result_does_not_wait_for_a_slow_chunk_neighbour() -> None:
     with poolkit.runner("process", workers=1, chunksize=41) as runner:
         started = time.monotonic()
         results = runner.stream(nap, [0.0] * 40 + [30.0])
-        first = next(results)
+        first = bounded(lambda: next(results), 25)
         waited = time.monotonic() - started
         results.close()  # the slow item is stopped with the stream
     assert isinstance(first, poolkit.Ok)
@@ -411,7 +412,7 @@ def test_what_the_poller_sends_mid_chunk_keeps_each_outcome() -> None:
     items = [*range(30), -1, *range(31, 61), -30]  # the poller sends twice, at least
     with poolkit.runner("process", workers=1, chunksize=len(items)) as runner:
         results = runner.stream(mixed, items)
-        early = [next(results) for _ in range(61)]
+        early = bounded(lambda: [next(results) for _ in range(61)])
         results.close()
     assert sorted(r.index for r in early) == list(range(61))
     for r in early:

@@ -53,15 +53,20 @@ class _Written:
 
         while True:
             name = "psm_" + secrets.token_hex(5)  # SharedMemory's own form of name
+            # Tracked before it exists: killed at any point from here on, this process
+            # leaves nothing (the tracker's unlink of a name never made is harmless).
+            resource_tracker.register("/" + name, "shared_memory")
             try:
                 fd = _posixshmem.shm_open("/" + name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
-            except FileExistsError:
-                continue
+            except BaseException as error:
+                resource_tracker.unregister("/" + name, "shared_memory")
+                if isinstance(error, FileExistsError):
+                    continue  # someone else's: another name
+                raise
             break
         self.name = name
         self._path: str | None = "/" + name
         try:
-            resource_tracker.register(self._path, "shared_memory")
             os.ftruncate(fd, size)
             at = 0
             for piece in pieces:

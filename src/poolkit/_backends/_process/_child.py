@@ -212,18 +212,19 @@ class _Outbox:
         while True:
             self._wake.wait()
             self._wake.clear()
-            while self._active:
-                sent, done = self._sent, self.done
-                if done > sent:  # the oldest outcome waiting: when did it come?
-                    due = self.began[sent] + self.ran[sent] + FLUSH_AFTER - monotonic()
-                else:
-                    due = FLUSH_AFTER
-                if due > 0:
-                    time.sleep(max(due, 0.001))
-                    continue
+            while True:
+                # (under the lock: ``end`` swaps the columns, which are read here)
                 with self._lock:
-                    if self._active:
-                        self._send_locked()
+                    if not self._active:
+                        break
+                    sent, done = self._sent, self.done
+                    due = FLUSH_AFTER
+                    if done > sent:  # the oldest outcome waiting: when did it come?
+                        due += self.began[sent] + self.ran[sent] - monotonic()
+                        if due <= 0:
+                            self._send_locked()
+                            continue
+                time.sleep(max(due, 0.001))
 
 
 # Module globals the initializer (re)bound, by the module's ``__name__``: what it sets
