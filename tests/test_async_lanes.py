@@ -355,3 +355,20 @@ def test_run_all_of_coroutines_leaves_the_threads_event_loop_alone() -> None:
     finally:
         asyncio.set_event_loop(None)
         mine.close()
+
+
+def test_a_generator_given_to_a_coroutine_batch_runs_in_the_calling_thread() -> None:
+    """The items iterator runs in the caller's thread, as documented, even when nothing
+    else keeps the engine there (it ran on poolkit's loop thread, where a generator
+    that blocks would block every coroutine)."""
+    caller = threading.get_ident()
+    threads: set[int] = set()
+
+    def numbers() -> Any:
+        for i in range(20):
+            threads.add(threading.get_ident())
+            yield i
+
+    results = poolkit.run_all(fails_once, numbers(), mode="async", workers=4, retry=_ONCE)
+    assert results.values == list(range(20))
+    assert threads == {caller}

@@ -41,8 +41,9 @@ class Plan:
     """Undoes what linking the batch set up (called once its driving ends)."""
     at_home: bool = False
     """``collect`` may drive the engine on the backend's own loop (``run_at_home``):
-    nothing in the batch needs the caller's thread, nor the engine awake while a
-    coroutine blocks that loop (no hook, no progress, no deadline, timeout or token)."""
+    nothing in the batch needs the caller's thread (no hook, no progress, no iterator
+    to pull: the input is sized), nor the engine awake while a coroutine blocks that
+    loop (no deadline, timeout or token)."""
 
 
 def batch(plan: Plan) -> Generator[Ok[Any] | Err, None, None]:

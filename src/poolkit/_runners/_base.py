@@ -430,7 +430,11 @@ class BackendRunner:
             release = caller._subscribe(lambda: token._cancel_because(caller.reason))
             if caller.cancelled:
                 token._cancel_because(caller.reason)
-        at_home = engine_may_leave_caller({**self._defaults, **options})
+        # (a sized input only: an iterator's own code runs where the engine pulls it,
+        # which must stay the caller's thread)
+        at_home = hasattr(items, "__len__") and engine_may_leave_caller(
+            {**self._defaults, **options}
+        )
         policies = dataclasses.replace(policies, cancel=token)
         return Plan(backend, job, items, policies, observer, hooks, ordered, release, at_home)
 
