@@ -10,7 +10,8 @@ import asyncio
 import importlib.util
 import sys
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, wait
+from typing import Any
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 
@@ -115,6 +116,32 @@ def async_table(n: int) -> list[str]:
     )
 
 
+def executor_table(n: int) -> list[str]:
+    """poolkit.Executor against ThreadPoolExecutor, 4 threads: a submit per item, then
+    every future waited for; and ``map``."""
+    with ThreadPoolExecutor(4) as pool, poolkit.Executor("thread", workers=4) as ours:
+
+        def submits(executor: Any) -> None:
+            futures = [executor.submit(trivial, x) for x in range(n)]
+            wait(futures)
+
+        for executor in (pool, ours):
+            submits(executor)
+        candidates: dict[str, Callable[[], object]] = {
+            "ThreadPoolExecutor(4): submit each, wait": lambda: submits(pool),
+            "poolkit.Executor thread (4): submit each, wait": lambda: submits(ours),
+            "ThreadPoolExecutor(4).map": lambda: list(pool.map(trivial, range(n))),
+            "poolkit.Executor thread (4).map": lambda: list(ours.map(trivial, range(n))),
+        }
+        times = interleaved(candidates, rounds=7, warmup=1)
+    return report_spread(
+        f"Executor: a submit per item, and map, trivial function, 4 threads, N = {n:,}",
+        times,
+        n,
+        "ThreadPoolExecutor(4): submit each, wait",
+    )
+
+
 def process_table(n: int) -> list[str]:
     """Process mode (2 workers, warm) against ProcessPoolExecutor and the peers."""
     candidates: dict[str, Callable[[], object]] = {}
@@ -193,6 +220,7 @@ def main() -> list[str]:
         lines += async_table(n)
     for n in (20_000, 200_000):
         lines += process_table(n)
+    lines += executor_table(20_000)
     return lines
 
 
