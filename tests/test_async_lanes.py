@@ -20,7 +20,7 @@ import poolkit
 from poolkit import Cancelled, DeadlineExceeded, Err, Ok
 
 from .conftest import wait_until
-from .test_no_hang import bounded
+from .test_no_hang import bounded, close_mid_batch
 
 
 class Gauge:
@@ -292,20 +292,8 @@ def test_a_runner_closed_from_another_thread_ends_a_coroutine_batch() -> None:
         return x
 
     runner = poolkit.runner("async", workers=2)
-    holder: dict[str, Any] = {}
-    thread = threading.Thread(
-        target=lambda: holder.setdefault("r", runner.run_all(nap, range(30))), daemon=True
-    )
-    thread.start()
-    assert first.wait(30)
-    bounded(runner.close)
-    thread.join(20)
-    assert not thread.is_alive(), "the batch kept waiting after its runner was closed"
-    results = holder["r"]
+    results = close_mid_batch(runner, lambda: runner.run_all(nap, range(30)), first)
     assert len(results) == 30
-    cut = [r for r in results if isinstance(r, Err)]
-    assert cut
-    assert all(isinstance(r.error, Cancelled) for r in cut)
 
 
 def test_a_coroutine_batch_with_a_backoff_and_errors_on_a_kept_runner() -> None:

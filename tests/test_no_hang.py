@@ -74,16 +74,11 @@ def test_late_abandoned_attempt_does_not_steal_the_next_attempts_handle(mode: st
     assert results[1].value == "B"
 
 
-@pytest.mark.parametrize("mode", ["thread", "async", "process", "serial"])
-def test_close_from_another_thread_ends_a_batch_in_flight(mode: str) -> None:
-    """runner.close() while run_all runs: the batch returns, unfinished items Cancelled."""
-    first = threading.Event()
-    runner = poolkit.runner(mode, workers=2)
+def close_mid_batch(runner: poolkit.Runner, run: Callable[[], Any], first: threading.Event) -> Any:
+    """Run ``run()`` (a batch on ``runner``) in a thread, close the runner from here once
+    ``first`` is set, and return the batch's Results: every item, the unfinished ones
+    Cancelled."""
     holder: dict[str, Any] = {}
-
-    def run() -> Any:
-        return runner.run_all(time.sleep, [0.2] * 30, on_result=lambda _: first.set())
-
     thread = threading.Thread(target=lambda: holder.setdefault("r", run()), daemon=True)
     thread.start()
     assert first.wait(30)
@@ -91,10 +86,23 @@ def test_close_from_another_thread_ends_a_batch_in_flight(mode: str) -> None:
     thread.join(20)
     assert not thread.is_alive(), "the batch kept waiting after its runner was closed"
     results = holder["r"]
-    assert len(results) == 30
     cancelled = [r for r in results if isinstance(r, poolkit.Err)]
     assert cancelled
     assert all(isinstance(r.error, poolkit.Cancelled) for r in cancelled)
+    return results
+
+
+@pytest.mark.parametrize("mode", ["thread", "async", "process", "serial"])
+def test_close_from_another_thread_ends_a_batch_in_flight(mode: str) -> None:
+    """runner.close() while run_all runs: the batch returns, unfinished items Cancelled."""
+    first = threading.Event()
+    runner = poolkit.runner(mode, workers=2)
+    results = close_mid_batch(
+        runner,
+        lambda: runner.run_all(time.sleep, [0.2] * 30, on_result=lambda _: first.set()),
+        first,
+    )
+    assert len(results) == 30
 
 
 @pytest.mark.parametrize("mode", ["thread", "process"])
