@@ -368,3 +368,31 @@ def test_a_trickling_body_hits_the_attempt_limit_alike_in_every_mode(
     assert result.error.timeout == 1.5
     assert result.attempts == 1
     assert time.monotonic() - began < 5
+
+
+def test_a_client_that_hangs_up_leaves_no_traceback(
+    server: LocalServer, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A client reset mid-request (a download stopped by Ctrl-C) is not the local
+    server's error: no traceback on stderr (socketserver printed one), and the server
+    still serves. Any other error still gets its traceback."""
+    import socket
+    import struct
+
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as client:
+            client.sendall(b"GET /wiki/x HTTP/1.1\r\nHost: a")  # the request never ends
+            # close with a reset (RST), not a FIN: linger on, for 0 seconds
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    assert download_all(server.demo_urls(1))[0].is_ok()
+    httpd = server._httpd
+    try:  # what the handler thread of such a connection meets, deterministically
+        raise ConnectionResetError(104, "Connection reset by peer")
+    except ConnectionResetError:
+        httpd.handle_error(None, ("127.0.0.1", 1))
+    assert "Traceback" not in capfd.readouterr().err
+    try:
+        raise ValueError("a bug of the server's")
+    except ValueError:
+        httpd.handle_error(None, ("127.0.0.1", 1))
+    assert "ValueError: a bug of the server's" in capfd.readouterr().err

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 __all__ = ["DEMO_PAGES", "LocalServer", "local_server"]
@@ -135,6 +137,13 @@ def local_server(
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024  # the default, 5, drops connections from 64 concurrent clients
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (a download stopped by Ctrl-C, a timeout) is no error
+        of the server's: no traceback on stderr for it."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 def _handler_for(server: LocalServer) -> type[BaseHTTPRequestHandler]:
