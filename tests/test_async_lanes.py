@@ -133,15 +133,17 @@ def test_arun_all_serves_runs_on_the_callers_loop() -> None:
     assert {v[1] for v in results.values} <= set(range(16))
 
 
-def test_the_loops_heartbeat_starts_with_every_runner() -> None:
-    """The backend's own loop ticks from the start: its first tick could run before
-    the backend had stored its loop, raising in the loop and stopping the heartbeat
-    for good (a loop with no heartbeat looks blocked, and its tasks uncancellable)."""
+def test_the_loops_heartbeat_starts_with_its_thread() -> None:
+    """The backend's own loop ticks from the start of its thread: its first tick once
+    ran before the backend had stored its loop, raising in the loop and stopping the
+    heartbeat for good (a loop with no heartbeat looks blocked, and its tasks
+    uncancellable)."""
     from poolkit._backends._async import AsyncBackend
 
     for _ in range(100):
         backend = AsyncBackend(2)
         began = backend._last_tick
+        backend._start_thread()
         try:
             assert wait_until(lambda b=backend, t=began: b._last_tick > t, timeout=10)
         finally:
@@ -360,3 +362,25 @@ def test_a_generator_given_to_a_coroutine_batch_runs_in_the_calling_thread() -> 
     results = poolkit.run_all(fails_once, numbers(), mode="async", workers=4, retry=_ONCE)
     assert results.values == list(range(20))
     assert threads == {caller}
+
+
+def test_a_one_call_run_all_runs_the_loop_in_the_callers_thread() -> None:
+    """run_all(mode="async") of coroutines on a sized input starts no loop thread: the
+    loop runs in the caller's thread while the call waits (starting and joining a loop
+    thread was most of the cost of a 1,000-item call), and nothing is left after it."""
+    caller = threading.get_ident()
+    before = set(threading.enumerate())
+    seen: set[int] = set()
+    alive_during: set[str] = set()
+
+    async def where(x: int) -> int:
+        seen.add(threading.get_ident())
+        alive_during.update(t.name for t in threading.enumerate())
+        await asyncio.sleep(0)
+        return x
+
+    results = poolkit.run_all(where, range(200), mode="async", workers=8, retry=_ONCE)
+    assert results.values == list(range(200))
+    assert seen == {caller}
+    assert not any(name.startswith("poolkit") for name in alive_during)
+    assert set(threading.enumerate()) == before

@@ -25,6 +25,11 @@ SCRIPT = textwrap.dedent("""
         sys.stdout.flush()
         await asyncio.sleep(30)
 
+    async def block(x):
+        sys.stdout.write(f"pid {os.getpid()}\\n")
+        sys.stdout.flush()
+        time.sleep(30)  # blocks the loop: no cancellation can reach it
+
     def flaky(x):
         sys.stdout.write(f"pid {os.getpid()}\\n")
         sys.stdout.flush()
@@ -37,6 +42,8 @@ SCRIPT = textwrap.dedent("""
                 poolkit.run_all(nap, range(4), mode=mode, workers=2)
             elif case == "coroutines":
                 poolkit.run_all(anap, range(4), mode=mode, workers=2)
+            elif case == "blocking":
+                poolkit.run_all(block, range(4), mode=mode, workers=2)
             else:
                 poolkit.run_all(flaky, range(2), mode=mode, workers=2,
                                 retry=poolkit.Retry(attempts=2, backoff=30))
@@ -50,7 +57,8 @@ SCRIPT = textwrap.dedent("""
     ("mode", "case"),
     [
         *((m, c) for m in ("serial", "thread", "async", "process") for c in ("hung", "backoff")),
-        ("async", "coroutines"),  # the engine on poolkit's own loop
+        ("async", "coroutines"),  # the loop in the caller's thread, idle: cancelled
+        ("async", "blocking"),  # the loop in the caller's thread, blocked by a coroutine
     ],
 )
 def test_sigint_propagates_promptly(mode: str, case: str) -> None:

@@ -13,7 +13,7 @@ from ._options import CallOptions, ModeSetup, ProgressArg, check_mode, check_wor
 from ._policies import CancelToken, RateLimit, Retry
 from ._results import Err, Ok, Results
 from ._runners._base import BackendRunner
-from ._runners._pool import PoolRunner, runner
+from ._runners._pool import PoolRunner, one_call_runner
 from ._runners._protocol import Runner
 from ._stream import AsyncResultStream, ResultStream
 
@@ -40,7 +40,7 @@ def _open(mode: Mode, workers: int | None, options: dict[str, Any]) -> tuple[Any
     check_workers(workers)
     setup = {k: options.pop(k) for k in list(options) if k in ModeSetup.__optional_keys__}
     if isinstance(mode, str):
-        return runner(check_mode(mode), workers, **setup), True
+        return one_call_runner(mode, workers, setup), True
     if isinstance(mode, Runner):
         if workers is not None or setup:
             raise TypeError(

@@ -1,7 +1,9 @@
 """Async mode: coroutines on an event loop; plain functions offloaded to threads.
 
-The loop is either the caller's running loop (``arun_all``/``astream``) or one the
-backend runs in a daemon thread of its own (``run_all``/``stream``/``submit``). A
+The loop is either the caller's running loop (``arun_all``/``astream``) or the
+backend's own: run in a daemon thread of its own (``stream``, ``submit``, a kept
+runner), started when first needed, or, for a one-call ``run_all`` whose engine runs
+on the loop, in the caller's thread while it waits (``run_hosted``). A
 coroutine attempt can really be stopped: its task is cancelled. A plain function
 runs on poolkit's daemon threads and can only be abandoned, as in thread mode.
 Whether a batch's function is a coroutine function is decided once, in its ``Job``.
@@ -42,6 +44,7 @@ from poolkit._core._attempt import (
 from poolkit._core._backend import Backend
 from poolkit._core._task import Job, Run, RunDone, Task
 
+from ._hosted import run_hosted
 from ._thread import ThreadBackend
 
 __all__ = ["AsyncBackend"]
@@ -59,6 +62,7 @@ class AsyncBackend(Backend):
         loop: asyncio.AbstractEventLoop | None = None,
         initializer: Callable[..., Any] | None = None,
         initargs: Sequence[Any] = (),
+        one_call: bool = False,
     ) -> None:
         self.capacity = workers
         self.default_in_flight = 2 * workers
@@ -66,21 +70,15 @@ class AsyncBackend(Backend):
         # another thread, which may wait a whole GIL switch interval (5 ms) to run: what
         # is in flight must outlast that.
         self.default_run_in_flight = 32 * workers if loop is not None else max(128 * workers, 4096)
-        self._own_thread: threading.Thread | None = None
+        self._own_loop = loop is None
+        self._one_call = one_call
+        self._thread: threading.Thread | None = None  # poolkit's loop thread, once started
+        self._thread_lock = threading.Lock()
         self._last_tick = time.monotonic()  # the loop's heartbeat: is it free to cancel?
-        if loop is None:
-            # (everything _tick reads is set before the loop runs it: the first tick
-            # once ran before self._loop existed, and the heartbeat died with it)
-            self._loop = loop = asyncio.new_event_loop()
-            self._own_thread = threading.Thread(
-                target=_run_loop, args=(loop,), name="poolkit-async-loop", daemon=True
-            )
-            self._own_thread.start()
-            loop.call_soon_threadsafe(self._tick)
-        self._loop = loop
-        self._loop_thread_id = (
-            self._own_thread.ident if self._own_thread is not None else threading.get_ident()
-        )
+        # The thread running the loop now: the caller's (arun_all), poolkit's loop
+        # thread, or the caller's while a one-call run_all hosts it; None when idle.
+        self._loop_thread_id: int | None = None if loop is None else threading.get_ident()
+        self._loop = loop or asyncio.new_event_loop()
         self._state: dict[str, Any] = {}
         self._workers = workers
         self._free_ids = list(range(workers - 1, -1, -1))
@@ -112,19 +110,21 @@ class AsyncBackend(Backend):
             else:
                 self._threads.start(plain)
         if coroutines:
-            if threading.get_ident() == self._loop_thread_id:
-                self._spawn(coroutines)
-            else:
-                self._loop.call_soon_threadsafe(self._spawn, coroutines)
+            self._on_loop(self._spawn, coroutines)
 
     def takes_runs(self, job: Job) -> bool:
         return job.is_async
 
     def run_at_home(self, job: Job, make: Callable[[], Awaitable[R]]) -> Future[R] | None:
         """On poolkit's own loop, for coroutine functions (on the caller's loop,
-        ``arun_all`` already drives its engine beside the attempts)."""
-        if self._own_thread is None or not job.is_async:
+        ``arun_all`` already drives its engine beside the attempts). A one-call
+        backend whose loop nobody runs yet runs it right here, in the caller's thread,
+        and returns the Future done."""
+        if not self._own_loop or not job.is_async:
             return None
+        if self._one_call and self._thread is None and self._loop_thread_id is None:
+            return self._host(make)
+        self._start_thread()
         hosted = self._hosted
 
         async def at_home() -> R:
@@ -137,6 +137,44 @@ class AsyncBackend(Backend):
 
         return asyncio.run_coroutine_threadsafe(at_home(), self._loop)
 
+    def _host(self, make: Callable[[], Awaitable[R]]) -> Future[R]:
+        """Run ``make()`` on the loop in this thread (Ctrl-C: see ``run_hosted``)."""
+
+        async def main() -> R:
+            return await make()
+
+        done: Future[R] = Future()
+        self._loop_thread_id = threading.get_ident()
+        try:
+            done.set_result(run_hosted(self._loop, main()))
+        finally:
+            self._loop_thread_id = None
+        return done
+
+    def _on_loop(self, fn: Callable[..., object], *args: Any) -> None:
+        """Call ``fn(*args)`` on the loop: now on the loop's thread, else soon (starting
+        poolkit's loop thread when nobody runs the loop)."""
+        if threading.get_ident() == self._loop_thread_id:
+            fn(*args)
+            return
+        if self._thread is None and self._own_loop:
+            self._start_thread()
+        self._loop.call_soon_threadsafe(fn, *args)
+
+    def _start_thread(self) -> None:
+        """Run poolkit's own loop in a daemon thread of its own, once (not while a
+        one-call ``run_all`` runs it in the caller's thread)."""
+        with self._thread_lock:
+            if self._thread is not None or self._loop_thread_id is not None:
+                return
+            self._loop.call_soon(self._tick)  # (the loop runs nowhere yet)
+            thread = threading.Thread(
+                target=_run_loop, args=(self._loop,), name="poolkit-async-loop", daemon=True
+            )
+            thread.start()
+            self._thread = thread
+            self._loop_thread_id = thread.ident
+
     def start_run(self, run: Run) -> None:
         if self._initializer is not None:
             self._initialize()
@@ -144,10 +182,7 @@ class AsyncBackend(Backend):
         with self._lock:
             self._cursors.append(cursor)
             self._open.add(cursor)
-        if threading.get_ident() == self._loop_thread_id:
-            self._open_lanes()
-        else:
-            self._loop.call_soon_threadsafe(self._open_lanes)
+        self._on_loop(self._open_lanes)
 
     def stop_runs(self, runs: Sequence[Run]) -> list[list[tuple[int, bool]]]:
         answers: list[list[tuple[int, bool]]] = []
@@ -174,10 +209,7 @@ class AsyncBackend(Backend):
                 cursor.next = cursor.size
                 answers.append(unfinished)
         if lanes:
-            if threading.get_ident() == self._loop_thread_id:
-                self._cancel_lanes(lanes)
-            else:
-                self._loop.call_soon_threadsafe(self._cancel_lanes, lanes)
+            self._on_loop(self._cancel_lanes, lanes)
         return answers
 
     def _cancel_lanes(self, lanes: list[tuple[list[Any], _Cursor, int]]) -> None:
@@ -191,7 +223,8 @@ class AsyncBackend(Backend):
         """A coroutine can be cancelled, unless it blocks its loop (then it is abandoned)."""
         if not task.job.is_async:
             return False
-        return self._own_thread is None or time.monotonic() - self._last_tick < _BLOCKED
+        # (no loop thread: the engine runs on the loop, so the loop is not blocked)
+        return self._thread is None or time.monotonic() - self._last_tick < _BLOCKED
 
     def _tick(self) -> None:
         self._last_tick = time.monotonic()
@@ -202,10 +235,7 @@ class AsyncBackend(Backend):
         self._threads.stop([t for t in tasks if not t.job.is_async])
         if not handles:
             return
-        if threading.get_ident() == self._loop_thread_id:
-            _cancel_all(handles)
-        else:
-            self._loop.call_soon_threadsafe(_cancel_all, handles)
+        self._on_loop(_cancel_all, handles)
 
     def started_at(self, task: Task) -> float | None:
         return task.started
@@ -218,10 +248,26 @@ class AsyncBackend(Backend):
         it and then closes the loop itself; ``close`` returns at once either way.
         """
         self._threads.close()
-        if self._own_thread is not None:
+        if self._thread is not None:
             self._loop.call_soon_threadsafe(_shut_down, self._loop, self._hosted)
-            self._own_thread.join(timeout=0.25)
-            self._own_thread = None
+            self._thread.join(timeout=_CLOSE_WAIT)
+        elif self._own_loop and not self._loop.is_closed():
+            self._shut_down_here()
+
+    def _shut_down_here(self) -> None:
+        """``close`` for a loop no thread runs: run it here until what is left has
+        ended (a coroutine that swallows its cancellation: at most ``_CLOSE_WAIT``)."""
+        loop = self._loop
+        self._loop_thread_id = threading.get_ident()
+        try:
+            if asyncio.all_tasks(loop):
+                loop.call_soon(_shut_down, loop, set())
+                give_up = loop.call_later(_CLOSE_WAIT, loop.stop)
+                loop.run_forever()
+                give_up.cancel()
+        finally:
+            self._loop_thread_id = None
+            loop.close()
 
     def _initialize(self) -> None:
         """Run the initializer once per loop, on the loop's thread, before any attempt."""
@@ -238,7 +284,7 @@ class AsyncBackend(Backend):
         if threading.get_ident() == self._loop_thread_id:
             run()
         else:
-            self._loop.call_soon_threadsafe(run)
+            self._on_loop(run)
             done.wait()
 
     def _spawn(self, tasks: list[Task]) -> None:
@@ -305,7 +351,7 @@ class AsyncBackend(Backend):
         (on the loop): one lane per position left at most, counting the lanes started
         and not yet running, which will take theirs."""
         with self._lock:
-            left = sum(c.size - c.next for c in self._cursors) - self._starting
+            left = sum(c.end - c.next for c in self._cursors) - self._starting
         while left > 0 and self._busy < self._workers and not self._waiters:
             self._busy += 1
             self._starting += 1
@@ -351,8 +397,8 @@ class AsyncBackend(Backend):
                     cursor = serving
                     # (the run served is the oldest with positions left, while it has any:
                     # runs are appended, and older ones are spent)
-                    if cursor is None or cursor.next >= cursor.size:
-                        while cursors and cursors[0].next >= cursors[0].size:
+                    if cursor is None or cursor.next >= cursor.end:
+                        while cursors and cursors[0].next >= cursors[0].end:
                             cursors.popleft()
                         if not cursors:
                             return
@@ -394,6 +440,11 @@ class AsyncBackend(Backend):
                     raise
                 except BaseException as error:  # the engine decides what it means
                     cursor.failed[position] = error
+                    if isinstance(error, _ENDS_THE_BATCH):
+                        # (Ctrl-C in a coroutine that blocked the loop: the next item
+                        # must not block it again before the engine hears of this)
+                        with lock:
+                            cursor.end = min(cursor.end, cursor.next)
                 ended = monotonic()
                 seconds[position] = ended - began
                 began = ended
@@ -440,6 +491,7 @@ class _Cursor:
     """
 
     __slots__ = (
+        "end",
         "failed",
         "fn",
         "low",
@@ -460,6 +512,7 @@ class _Cursor:
         self.fn = run.job.fn
         self.star = run.job.star
         self.next = 0  # the next position to take
+        self.end = self.size  # lanes take positions below this one
         self.low = 0  # every position below is posted
         self.stopped = False
         self.posted = 0
@@ -506,6 +559,7 @@ class _Cursor:
 
 
 _POSTED_BYTES = bytes([_POSTED])
+_ENDS_THE_BATCH = (KeyboardInterrupt, SystemExit)
 
 
 def _stretch_end(state: bytearray, start: int, stop: int) -> int:
@@ -522,6 +576,7 @@ _PLAIN = frozenset({int, float, str, bytes, bool, type(None), tuple, list, dict}
 
 
 _TICK = 0.05  # the heartbeat of poolkit's own loop
+_CLOSE_WAIT = 0.25  # close waits this long at most for what is left to end
 _BLOCKED = 0.25  # a loop silent for this long is blocked by a call: its tasks cannot be cancelled
 
 

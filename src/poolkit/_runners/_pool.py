@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from typing_extensions import Unpack
 
-__all__ = ["PoolRunner", "runner"]
+__all__ = ["PoolRunner", "one_call_runner", "runner"]
 
 
 class PoolRunner(BackendRunner):
@@ -39,6 +39,7 @@ class PoolRunner(BackendRunner):
         options: dict[str, Any],
         *,
         loop: asyncio.AbstractEventLoop | None = None,
+        one_call: bool = False,
     ) -> None:
         options = dict(options)
         policies = {k: options.pop(k) for k in list(options) if k in POLICY_NAMES}
@@ -54,6 +55,7 @@ class PoolRunner(BackendRunner):
         self.workers = workers or default_workers(mode)
         self._options = options
         self._loop = loop  # async mode inside arun_all/astream: the caller's running loop
+        self._one_call = one_call  # made, used once and closed by run_all or stream
         self._helper: Backend | None = None
         self._serial_state: dict[str, Any] = {}
 
@@ -62,6 +64,7 @@ class PoolRunner(BackendRunner):
         extra: dict[str, Any] = {}
         if self.mode == "async":
             extra["loop"] = self._loop
+            extra["one_call"] = self._one_call
         elif self.mode == "serial":
             extra["state"] = self._serial_state
         elif self.mode == "dask":
@@ -139,10 +142,23 @@ def runner(mode: str = "thread", workers: int | None = None, **options: Any) -> 
         >>> first, second
         (['A', 'B'], 'c')
     """
+    return _build(mode, workers, options, one_call=False)
+
+
+def one_call_runner(mode: str, workers: int | None, options: dict[str, Any]) -> PoolRunner:
+    """The runner that ``run_all`` or ``stream`` makes, uses for one call and closes.
+
+    Nobody else holds it, so async mode may run its loop in the caller's thread while
+    the call waits (``AsyncBackend(one_call=True)``): no loop thread to start and join.
+    """
+    return _build(mode, workers, options, one_call=True)
+
+
+def _build(mode: str, workers: int | None, options: dict[str, Any], one_call: bool) -> PoolRunner:
     mode = check_mode(mode)
     workers = check_workers(workers)
     if mode == "dask":
         from poolkit._backends._dask import require_dask
 
         require_dask()
-    return PoolRunner(mode, workers, dict(options))
+    return PoolRunner(mode, workers, dict(options), one_call=one_call)
