@@ -30,7 +30,7 @@ from ._wire import HALT, INLINE, MARK, STRIDE, TIME, KnownFunctions, mark
 
 __all__ = ["FLUSH_AFTER", "worker_main"]
 
-FLUSH_AFTER = 0.02  # twice the target chunk: a chunk on time goes back in one message
+FLUSH_AFTER = 0.08  # twice the target chunk: a chunk on time goes back in one message
 
 
 def worker_main(
