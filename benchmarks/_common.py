@@ -8,6 +8,7 @@ ratio to the hand-tuned floor and which peer was best.
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import time
@@ -15,22 +16,37 @@ from collections.abc import Callable
 
 
 def interleaved(
-    candidates: dict[str, Callable[[], object]], rounds: int = 7, warmup: int = 0
+    candidates: dict[str, Callable[[], object]],
+    rounds: int = 7,
+    warmup: int = 0,
+    least: float = 0.0,
 ) -> dict[str, list[float]]:
     """Time every candidate once per round, in turn, ``rounds`` times: each sees the same
     machine state (no candidate gets the quiet minute). Seconds per run, per candidate.
 
     ``warmup`` untimed rounds come first, for every candidate alike: the first run of a
-    size grows the process's heap and fills its caches, which no later run pays."""
-    for _ in range(warmup):
-        for run in candidates.values():
-            run()
-    times: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(rounds):
+    size grows the process's heap and fills its caches, which no later run pays.
+
+    ``least``: a candidate's turn in a round lasts at least about this many seconds: one
+    whose run is shorter runs back to back as many times as that takes (counted from
+    its last untimed run), and its time is their mean. A 2 ms run measured once
+    measures this machine's scheduling hiccups, not the code."""
+    repeats = dict.fromkeys(candidates, 1)
+    for _ in range(max(warmup, 1 if least else 0)):
         for name, run in candidates.items():
             began = time.perf_counter()
             run()
-            times[name].append(time.perf_counter() - began)
+            took = time.perf_counter() - began
+            if least:
+                repeats[name] = max(1, math.ceil(least / max(took, 1e-9)))
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(rounds):
+        for name, run in candidates.items():
+            repeat = repeats[name]
+            began = time.perf_counter()
+            for _ in range(repeat):
+                run()
+            times[name].append((time.perf_counter() - began) / repeat)
     return times
 
 

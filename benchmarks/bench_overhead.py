@@ -27,17 +27,22 @@ async def atrivial(x: int) -> int:
     return x
 
 
+LEAST = 0.1  # seconds: a runner's turn in a round lasts at least this (see interleaved)
+_LEAST_NOTE = (
+    f"\nA runner's turn in a round lasts at least {LEAST:g} s: a shorter batch runs back"
+    " to back as many times as that takes, and its time is their mean."
+)
+
+
 def thread_table(n: int) -> list[str]:
     """Thread mode against warm ThreadPoolExecutor(4).map, interleaved, at size n.
 
-    A round runs each batch ``repeat`` times back to back (a 1,000-item batch takes
-    about 2 ms, shorter than this machine's scheduling hiccups, so one call per round
-    measured the machine, not poolkit)."""
-    repeat = max(1, 20_000 // n)
+    A 1,000-item batch takes about 2 ms, shorter than this machine's scheduling
+    hiccups: each turn lasts at least ``LEAST`` seconds (see ``interleaved``)."""
     with ThreadPoolExecutor(4) as pool, poolkit.runner("thread", workers=4) as runner:
         list(pool.map(trivial, range(100)))
         runner.run_all(trivial, range(100))
-        calls: dict[str, Callable[[], object]] = {
+        candidates: dict[str, Callable[[], object]] = {
             "ThreadPoolExecutor(4).map": lambda: list(pool.map(trivial, range(n))),
             "poolkit thread (4), warm runner": lambda: runner.run_all(trivial, range(n)),
             "poolkit thread (4), max_in_flight=4096": lambda: runner.run_all(
@@ -53,18 +58,14 @@ def thread_table(n: int) -> list[str]:
                 trivial, range(n), mode="thread", workers=4
             ),
         }
-        candidates = {
-            name: lambda call=call: [call() for _ in range(repeat)] for name, call in calls.items()
-        }
-        times = interleaved(candidates, rounds=11, warmup=1)
+        times = interleaved(candidates, rounds=11, warmup=1, least=LEAST)
     lines = report_spread(
         f"Thread mode, trivial function, 4 workers, N = {n:,}",
         times,
-        n * repeat,
+        n,
         "ThreadPoolExecutor(4).map",
     )
-    if repeat > 1:
-        lines.append(f"\nEach round runs the batch {repeat} times back to back.")
+    lines.append(_LEAST_NOTE)
     return lines
 
 
@@ -106,14 +107,16 @@ def async_table(n: int) -> list[str]:
             suspends, range(n), mode="async", workers=64
         ),
     }
-    times = interleaved(candidates, rounds=11, warmup=1)
-    return report_spread(
+    times = interleaved(candidates, rounds=11, warmup=1, least=LEAST)
+    lines = report_spread(
         f"Async mode, a coroutine that suspends once, N = {n:,}",
         times,
         n,
         "asyncio.gather + Semaphore(64)",
         "64 worker tasks on one iterator (hand-tuned)",
     )
+    lines.append(_LEAST_NOTE)
+    return lines
 
 
 def executor_table(n: int) -> list[str]:
@@ -188,7 +191,7 @@ def process_table(n: int) -> list[str]:
             pebble_pool.map(trivial, range(n), chunksize=n // 8).result()
         )
     try:
-        times = interleaved(candidates, rounds=7, warmup=1)
+        times = interleaved(candidates, rounds=7, warmup=1, least=LEAST)
     finally:
         for close in closers:
             close()

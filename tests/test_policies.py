@@ -222,7 +222,7 @@ def test_deadline_cuts_backoff_short() -> None:
 def test_deadline_with_a_generator_stops_reading() -> None:
     """A plain iterator is not read past the deadline; what was taken gets its Err."""
     results = poolkit.run_all(nap, iter([30.0] * 100), mode="thread", workers=2, deadline=0.2)
-    assert 2 <= len(results) <= 8
+    assert 2 <= len(results) <= 16 * 2  # thread mode's default max_in_flight, 16 x workers
     assert all(isinstance(r.error, poolkit.DeadlineExceeded) for r in results)
 
 

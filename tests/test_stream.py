@@ -87,7 +87,7 @@ def test_stream_memory_stays_bounded() -> None:
                     for o in gc.get_objects()
                     if isinstance(o, Task) and isinstance(o.item, tuple) and o.item[0] is marker
                 )
-                assert live <= 4 * 4 + 4, live
+                assert live <= 16 * 4 + 4, live  # the default max_in_flight, 16 x workers
 
 
 @pytest.mark.parametrize("mode", ["thread", "async", "serial"])
