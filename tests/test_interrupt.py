@@ -82,6 +82,7 @@ def test_sigint_propagates_promptly(mode: str, case: str) -> None:
         took = time.monotonic() - sent
     assert "interrupted" in out, err
     assert "KeyboardInterrupt" in err
+    assert "never retrieved" not in err, err  # asyncio's log of a task left unread
     assert child.returncode != 0
     assert took < 2.0, f"exit took {took:.2f} s"  # under a second to raise, plus exit
     assert wait_until(lambda: not any(alive(p) for p in pids - {child.pid}), timeout=5)

@@ -46,11 +46,19 @@ def run_hosted(loop: asyncio.AbstractEventLoop, main: Coroutine[Any, Any, R]) ->
         >>> loop.close()
     """
     task = loop.create_task(main)
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
-        return loop.run_until_complete(task)  # Ctrl-C is someone else's business here
+    try:
+        if (
+            threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        ):
+            return loop.run_until_complete(task)  # Ctrl-C is someone else's business here
+        return _run_interruptible(loop, task)
+    finally:
+        if task.done() and not task.cancelled():
+            task.exception()  # raised from here: never logged as "never retrieved"
+
+
+def _run_interruptible(loop: asyncio.AbstractEventLoop, task: asyncio.Task[R]) -> R:
     here = sys._getframe()
     interrupted = False
 
