@@ -21,6 +21,7 @@ from _common import interleaved, ratio
 
 # (seconds per item, items): about 0.8 s of serial work each
 SIZES = [(0.0001, 8000), (0.001, 800), (0.01, 80), (0.1, 8)]
+ROUNDS = 13  # this VM's CPU steal moves single rounds by +-30%: more rounds, steadier medians
 
 
 def burn(n: int) -> int:
@@ -88,7 +89,7 @@ def speedup_table() -> tuple[list[str], dict[str, dict[float, float]]]:
             }
             for name, run in extra.items():
                 candidates[name] = lambda w=work, run=run: run(w)
-            times = interleaved(candidates, rounds=9)
+            times = interleaved(candidates, rounds=ROUNDS)
             # each round's speed-up against that same round's serial run: a machine that
             # slows down for a while slows both, and drifts out of the ratio
             for name, took in times.items():
@@ -101,7 +102,7 @@ def speedup_table() -> tuple[list[str], dict[str, dict[float, float]]]:
     head = "| runner | " + " | ".join(f"{s * 1000:g} ms x {c}" for s, c in SIZES) + " |"
     lines = [
         f"\n## CPU-bound: speed-up over a plain loop on {os.cpu_count()} cores, by item size\n",
-        "Median (min-max) of 9 interleaved rounds, each round's run against the same"
+        f"Median (min-max) of {ROUNDS} interleaved rounds, each round's run against the same"
         " round's plain loop; higher is better; 2.00x is the ideal on 2 cores.\n",
         head,
         "|---|" + "---|" * len(SIZES),

@@ -159,7 +159,7 @@ def main() -> tuple[list[str], list[tuple[str, int, float]]]:
                                 kept_executor.map(get, many)
                             ),
                         },
-                        rounds=3,
+                        rounds=5,
                     ),
                     2000,
                     "aiohttp + Semaphore(256)",

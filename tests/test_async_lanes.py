@@ -384,3 +384,17 @@ def test_a_one_call_run_all_runs_the_loop_in_the_callers_thread() -> None:
     assert seen == {caller}
     assert not any(name.startswith("poolkit") for name in alive_during)
     assert set(threading.enumerate()) == before
+
+
+@pytest.mark.parametrize("thread", [False, True])
+def test_closing_an_async_backend_twice_is_harmless(thread: bool) -> None:
+    """close() is idempotent, whether the loop got a thread or never ran."""
+    from poolkit._backends._async import AsyncBackend
+
+    backend = AsyncBackend(2)
+    if thread:
+        backend._start_thread()
+    backend.close()
+    backend.close()
+    if not thread:  # (a loop thread closes its loop itself, as it ends)
+        assert backend._loop.is_closed()

@@ -115,7 +115,7 @@ class Executor(cf.Executor):
         buffersize: int | None = None,
     ) -> Iterator[T]:
         """``fn`` over the zipped ``iterables``: values in order, lazily, at most
-        ``buffersize`` (default ``2 * workers``) submitted and not yet yielded.
+        ``buffersize`` (default ``16 * workers``) submitted and not yet yielded.
 
         An item's error is raised when the iteration reaches it; ``timeout`` counts
         from this call, as in the standard library. ``chunksize`` is accepted for
@@ -129,7 +129,9 @@ class Executor(cf.Executor):
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
         end = None if timeout is None else time.monotonic() + timeout
-        window = buffersize or 2 * self.workers
+        # (16 per worker, as thread mode's max_in_flight: at 2 per worker the workers
+        # waited for the next submit after almost every item)
+        window = buffersize or 16 * self.workers
         arguments = zip(*iterables, strict=False)
         pending: deque[Future[T]] = deque(
             self.submit(fn, *args) for args in itertools.islice(arguments, window)

@@ -74,6 +74,7 @@ class AsyncBackend(Backend):
         self._one_call = one_call
         self._thread: threading.Thread | None = None  # poolkit's loop thread, once started
         self._thread_lock = threading.Lock()
+        self._closed = False
         self._last_tick = time.monotonic()  # the loop's heartbeat: is it free to cancel?
         # The thread running the loop now: the caller's (arun_all), poolkit's loop
         # thread, or the caller's while a one-call run_all hosts it; None when idle.
@@ -165,7 +166,7 @@ class AsyncBackend(Backend):
         """Run poolkit's own loop in a daemon thread of its own, once (not while a
         one-call ``run_all`` runs it in the caller's thread)."""
         with self._thread_lock:
-            if self._thread is not None or self._loop_thread_id is not None:
+            if self._thread is not None or self._loop_thread_id is not None or self._closed:
                 return
             self._loop.call_soon(self._tick)  # (the loop runs nowhere yet)
             thread = threading.Thread(
@@ -248,6 +249,9 @@ class AsyncBackend(Backend):
         it and then closes the loop itself; ``close`` returns at once either way.
         """
         self._threads.close()
+        if self._closed:
+            return
+        self._closed = True
         if self._thread is not None:
             self._loop.call_soon_threadsafe(_shut_down, self._loop, self._hosted)
             self._thread.join(timeout=_CLOSE_WAIT)
