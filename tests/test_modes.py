@@ -154,6 +154,32 @@ def test_fatal_exceptions_from_fn_propagate(fatal: type[BaseException]) -> None:
             poolkit.run_all(stop, range(10), mode=mode, workers=2)
 
 
+@pytest.mark.parametrize("fatal", [KeyboardInterrupt, SystemExit])
+@pytest.mark.parametrize("kept", [False, True])
+def test_fatal_exceptions_from_a_coroutine_propagate_and_start_nothing_more(
+    fatal: type[BaseException], kept: bool
+) -> None:
+    """KeyboardInterrupt or SystemExit raised by a coroutine propagate from run_all, and
+    its lane starts no other item before the engine hears of it (it went on to the
+    next one, which could block the loop again: a second Ctrl-C needed)."""
+    started: list[int] = []
+
+    async def stop(x: int) -> int:
+        started.append(x)
+        if x == 3:
+            raise fatal()
+        await asyncio.sleep(0)
+        return x
+
+    with pytest.raises(fatal):
+        if kept:
+            with poolkit.runner("async", workers=1) as runner:
+                runner.run_all(stop, range(50))
+        else:
+            poolkit.run_all(stop, range(50), mode="async", workers=1)
+    assert started == [0, 1, 2, 3]
+
+
 def test_run_all_async_inside_a_running_loop_points_to_arun_all() -> None:
     """run_all(mode='async') in a running loop raises RuntimeError naming arun_all."""
 

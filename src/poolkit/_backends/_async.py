@@ -24,12 +24,13 @@ up between items when one is waiting, so at most ``workers`` attempts run at any
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from array import array
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from inspect import isawaitable
 from types import CoroutineType
 from typing import Any, TypeVar
@@ -126,17 +127,50 @@ class AsyncBackend(Backend):
         if self._one_call and self._thread is None and self._loop_thread_id is None:
             return self._host(make)
         self._start_thread()
-        hosted = self._hosted
+        return self._run_threadsafe(make)
 
-        async def at_home() -> R:
+    def _run_threadsafe(self, make: Callable[[], Awaitable[R]]) -> Future[R]:
+        """``asyncio.run_coroutine_threadsafe(make(), loop)``, except that what ``make()``
+        raises always reaches the Future: asyncio re-raises ``KeyboardInterrupt`` and
+        ``SystemExit`` in the loop's thread, which ends it before the Future is done
+        (a caller waiting on it then waited for ever). Cancelling the Future cancels
+        the coroutine."""
+        loop = self._loop
+        hosted = self._hosted
+        future: Future[R] = Future()
+
+        def settle(ok: bool, outcome: Any) -> None:
+            if not future.done():
+                with contextlib.suppress(InvalidStateError):  # cancelled meanwhile
+                    if ok:
+                        future.set_result(outcome)
+                    else:
+                        future.set_exception(outcome)
+
+        async def at_home() -> None:
             task = asyncio.current_task()
             hosted.add(task)
             try:
-                return await make()
+                value = await make()
+            except BaseException as error:  # every one goes to the caller, none stays here
+                settle(False, error)
+                return
             finally:
                 hosted.discard(task)
+            settle(True, value)
 
-        return asyncio.run_coroutine_threadsafe(at_home(), self._loop)
+        def begin() -> None:
+            task = loop.create_task(at_home())
+            future.add_done_callback(
+                lambda f: (
+                    f.cancelled()
+                    and not loop.is_closed()
+                    and loop.call_soon_threadsafe(task.cancel)
+                )
+            )
+
+        loop.call_soon_threadsafe(begin)
+        return future
 
     def _host(self, make: Callable[[], Awaitable[R]]) -> Future[R]:
         """Run ``make()`` on the loop in this thread (Ctrl-C: see ``run_hosted``)."""
