@@ -171,12 +171,15 @@ def test_fatal_exceptions_from_a_coroutine_propagate_and_start_nothing_more(
         await asyncio.sleep(0)
         return x
 
-    with pytest.raises(fatal):
+    def run() -> None:
         if kept:
             with poolkit.runner("async", workers=1) as runner:
                 runner.run_all(stop, range(50))
         else:
             poolkit.run_all(stop, range(50), mode="async", workers=1)
+
+    with pytest.raises(fatal):
+        run()
     assert started == [0, 1, 2, 3]
 
 
