@@ -161,13 +161,13 @@ class AsyncBackend(Backend):
 
         def begin() -> None:
             task = loop.create_task(at_home())
-            future.add_done_callback(
-                lambda f: (
-                    f.cancelled()
-                    and not loop.is_closed()
-                    and loop.call_soon_threadsafe(task.cancel)
-                )
-            )
+
+            def cancel_with(settled: Future[R]) -> None:
+                if settled.cancelled():
+                    with contextlib.suppress(RuntimeError):  # the loop is closed: nothing runs
+                        loop.call_soon_threadsafe(task.cancel)
+
+            future.add_done_callback(cancel_with)
 
         loop.call_soon_threadsafe(begin)
         return future
