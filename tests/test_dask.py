@@ -153,8 +153,6 @@ def dask_cli_cluster(tmp_path: Path, workers: int) -> Iterator[tuple[str, list[A
     """A scheduler and ``workers`` workers (no nanny) started with the dask CLI on
     127.0.0.1, as subprocesses stopped by pid; yields (address, processes): the
     workers, then the scheduler last."""
-    import json
-
     scheduler_file = tmp_path / "scheduler.json"
     root = str(Path(__file__).resolve().parents[1])  # workers import tests.helpers
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
@@ -174,7 +172,8 @@ def dask_cli_cluster(tmp_path: Path, workers: int) -> Iterator[tuple[str, list[A
     )
     started: list[subprocess.Popen[bytes]] = []
     try:
-        assert wait_until(scheduler_file.exists, timeout=30)
+        # (the file exists before the scheduler has written it: read it until it parses)
+        assert wait_until(lambda: _address_in(scheduler_file) is not None, timeout=30)
         for _ in range(workers):
             started.append(
                 subprocess.Popen(
@@ -192,7 +191,8 @@ def dask_cli_cluster(tmp_path: Path, workers: int) -> Iterator[tuple[str, list[A
                     **quiet,
                 )
             )
-        address = json.loads(scheduler_file.read_text())["address"]
+        address = _address_in(scheduler_file)
+        assert address is not None
         with distributed.Client(address) as probe:
             probe.wait_for_workers(workers, timeout=30)
         yield address, [*started, scheduler]
@@ -201,6 +201,17 @@ def dask_cli_cluster(tmp_path: Path, workers: int) -> Iterator[tuple[str, list[A
             process.kill()
         for process in [*started, scheduler]:
             process.wait(10)
+
+
+def _address_in(scheduler_file: Path) -> str | None:
+    """The scheduler's address, once its file is written whole."""
+    import json
+
+    try:
+        address: str = json.loads(scheduler_file.read_text())["address"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return address
 
 
 def test_cluster_from_the_dask_command_line(tmp_path: Path) -> None:
