@@ -380,6 +380,36 @@ def test_a_deadline_keeps_what_finished_inside_a_run() -> None:
     assert all(r.attempts == 1 and r.elapsed >= 0.04 for r in results.oks)
 
 
+def test_a_batch_ends_in_small_chunks_so_the_workers_finish_together() -> None:
+    """The chunks shrink toward the end of a batch (guided by what is left for all the
+    workers, not by how many are ready): the last items go out in small chunks, so no
+    worker is left with a whole chunk to run while the others idle. (Each chunk was
+    sized for the one ready worker, so the last went out as big as the rest.)"""
+    with poolkit.runner("process", workers=2) as runner:
+        runner.run_all(identity, [0, 1])  # started
+        backend: Any = runner._backend  # a spy on the sizes it sends
+        sent: list[int] = []
+        send_chunk = backend._send_chunk
+
+        def spy(worker: Any, size: int) -> None:
+            waiting = sum(len(piece) for piece in backend.pending)
+            send_chunk(worker, size)
+            sent.append(waiting - sum(len(piece) for piece in backend.pending))
+
+        backend._send_chunk = spy
+        results = runner.run_all(nap, [0.002] * 400)
+    assert results.values == [0.002] * 400
+    assert sum(sent) == 400
+    tail, covered = [], 0
+    for size in reversed(sent):  # the chunks that carried the last 10% of the items
+        if covered >= 40:
+            break
+        tail.append(size)
+        covered += size
+    assert len(tail) >= 4, f"the last 40 items went out in chunks of {tail[::-1]}"
+    assert sent[-1] <= 5, sent
+
+
 def test_a_fast_result_does_not_wait_for_its_slow_chunk_mate() -> None:
     """Two items in one chunk, 0 s and 3 s: the first result comes back while the
     second still runs (the worker flushes finished results after 20 ms)."""

@@ -43,8 +43,10 @@ class ChunkSizer:
         self._seconds: OrderedDict[int, tuple[object, float]] = OrderedDict()
 
     def size(self, job: object, waiting: int, workers: int) -> int:
-        """How many of ``waiting`` items of ``job`` the next chunk takes, with ``workers``
-        to feed."""
+        """How many of ``waiting`` items of ``job`` the next chunk takes, when what waits
+        is shared in ``workers`` chunks (count each worker once per chunk it holds
+        ahead: then the chunks shrink as a batch ends, and its workers finish together).
+        """
         if self._fixed is not None:
             return self._fixed
         fair = -(-waiting // max(1, workers))

@@ -393,7 +393,11 @@ class ProcessBackend(Backend):
             if not ready:
                 return
             waiting = sum(len(piece) for piece in pending)
-            size = self.sizer.size(pending[0].work.job, waiting, len(ready))
+            # Guided by all the workers' chunks ahead, not by the ready ones (often one,
+            # whose "fair share" was everything): the chunks shrink toward the end of a
+            # batch, so no worker is left running a whole chunk while the others idle.
+            shares = _CHUNKS_AHEAD * self._workers_wanted
+            size = self.sizer.size(pending[0].work.job, waiting, shares)
             if self._item_bytes:  # large items: fewer per chunk, whatever their speed
                 size = min(size, max(1, int(_CHUNK_BYTES / self._item_bytes)))
             for worker in sorted(ready, key=lambda w: len(w.chunks)):
