@@ -382,8 +382,10 @@ def test_a_one_call_run_all_runs_the_loop_in_the_callers_thread() -> None:
     results = poolkit.run_all(where, range(200), mode="async", workers=8, retry=_ONCE)
     assert results.values == list(range(200))
     assert seen == {caller}
-    assert not any(name.startswith("poolkit") for name in alive_during)
-    assert set(threading.enumerate()) == before
+    # (threads an earlier test abandoned in a hung call may still be ending: not ours)
+    started = {name for name in alive_during if name.startswith("poolkit")}
+    assert started <= {t.name for t in before}, started
+    assert set(threading.enumerate()) <= before
 
 
 @pytest.mark.parametrize("thread", [False, True])

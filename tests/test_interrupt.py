@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -86,3 +87,73 @@ def test_sigint_propagates_promptly(mode: str, case: str) -> None:
     assert child.returncode != 0
     assert took < 2.0, f"exit took {took:.2f} s"  # under a second to raise, plus exit
     assert wait_until(lambda: not any(alive(p) for p in pids - {child.pid}), timeout=5)
+
+
+LOST_SIGNAL = textwrap.dedent("""
+    import asyncio, os, signal, sys, threading, time, poolkit
+
+    MARK = sys.argv[3]
+
+    def nap(x):
+        open(MARK, "a").close()
+        time.sleep(30)
+
+    async def anap(x):
+        open(MARK, "a").close()
+        await asyncio.sleep(30)
+
+    def main_thread_sleeps():
+        with open(f"/proc/self/task/{threading.main_thread().native_id}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "S"
+
+    def ctrl_c_from_another_thread():
+        # The signal is handled by this thread, so the main thread's wait is not
+        # interrupted: the same as a Ctrl-C that lands a moment before a wait blocks.
+        end = time.monotonic() + 20
+        while time.monotonic() < end and not (os.path.exists(MARK) and main_thread_sleeps()):
+            time.sleep(0.01)  # (polling a condition, with a bound)
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+
+    if __name__ == "__main__":
+        how, mode = sys.argv[1], sys.argv[2]
+        fn = anap if mode == "async" else nap
+        threading.Thread(target=ctrl_c_from_another_thread, daemon=True).start()
+        try:
+            if how == "run_all":
+                poolkit.run_all(fn, range(4), mode=mode, workers=2)
+            elif how == "kept runner":
+                poolkit.runner(mode, workers=2).run_all(fn, range(4))
+            elif how == "stream":
+                for _ in poolkit.stream(fn, iter(range(4)), mode=mode, workers=2):
+                    pass
+            else:
+                list(poolkit.Executor(mode=mode, workers=2).map(fn, range(4)))
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            os._exit(0)  # (not waiting for the interpreter to stop the hung calls)
+""")
+
+
+@pytest.mark.parametrize(
+    ("how", "mode"),
+    [
+        *(("run_all", m) for m in ("thread", "process", "async")),
+        ("kept runner", "async"),  # the engine on the runner's loop, the caller waits
+        ("stream", "thread"),
+        ("Executor.map", "thread"),
+    ],
+)
+def test_a_ctrl_c_no_wait_noticed_still_interrupts(how: str, mode: str, tmp_path: Path) -> None:
+    """A SIGINT that lands just before the main thread blocks (a busy machine preempts
+    it there) or on another thread interrupts no wait: it is only noted. The main
+    thread blocked on until the hung items ended (30 s); it now raises within a slice
+    of its wait. (A thread handles the signal here, which leaves the main thread
+    exactly so, every time.)"""
+    mark = tmp_path / "started"
+    done = subprocess.run(
+        [sys.executable, "-c", LOST_SIGNAL, how, mode, str(mark)],
+        capture_output=True,
+        text=True,
+        timeout=25,
+    )
+    assert "interrupted" in done.stdout, done.stderr

@@ -20,6 +20,7 @@ from concurrent.futures import Future
 from types import TracebackType
 from typing import Any, TypeVar
 
+from ._core._waits import future_result
 from ._errors import Cancelled
 from ._results import Ok
 from ._runners._pool import PoolRunner, runner
@@ -141,7 +142,9 @@ class Executor(cf.Executor):
             try:
                 while pending:
                     left = None if end is None else end - time.monotonic()
-                    pending[0].result(left)  # wait; an item's error is raised here
+                    # wait (Ctrl-C always interrupts it: see ``_waits``); an item's
+                    # error is raised here
+                    future_result(pending[0], left)
                     for args in itertools.islice(arguments, 1):
                         pending.append(self.submit(fn, *args))
                     # no name here holds the value while the caller has it

@@ -6,6 +6,11 @@ wherever the main thread happens to be, could land in the middle of poolkit's or
 asyncio's bookkeeping; ``asyncio.Runner`` instead cancels its main task, which a
 coroutine that blocks the loop never lets happen, so it takes a second Ctrl-C.
 ``run_hosted`` does both, by where the signal lands.
+
+While it runs, the signal also wakes the loop (``signal.set_wakeup_fd``): a Ctrl-C
+that lands on another thread, or a moment before the loop blocks in ``select``,
+interrupts no wait, and would wait with the loop for its next timer (see
+``poolkit._core._waits``).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Coroutine
@@ -70,12 +76,32 @@ def _run_interruptible(loop: asyncio.AbstractEventLoop, task: asyncio.Task[R]) -
         loop.call_soon_threadsafe(task.cancel)
 
     signal.signal(signal.SIGINT, on_sigint)
+    wake_r, wake_w = socket.socketpair()
     try:
-        return loop.run_until_complete(task)
+        wake_r.setblocking(False)
+        wake_w.setblocking(False)
+        loop.add_reader(wake_r.fileno(), _drain, wake_r)
+        previous = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
+        try:
+            return loop.run_until_complete(task)
+        finally:
+            signal.set_wakeup_fd(previous)
+            loop.remove_reader(wake_r.fileno())
     finally:
+        wake_r.close()
+        wake_w.close()
         signal.signal(signal.SIGINT, signal.default_int_handler)
         if interrupted:
             raise KeyboardInterrupt from None  # (in place of main's CancelledError)
+
+
+def _drain(wake_r: socket.socket) -> None:
+    """Read what signals wrote (their handler runs in Python, not from here)."""
+    try:
+        while wake_r.recv(4096):
+            pass
+    except (BlockingIOError, InterruptedError):
+        pass
 
 
 def _user_code_runs(frame: FrameType | None, stop: FrameType) -> bool:

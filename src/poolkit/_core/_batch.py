@@ -22,6 +22,7 @@ from ._engine import Engine, Hooks, Source
 from ._inbox import AsyncInbox, SyncInbox
 from ._observe import Observer
 from ._task import Job, OkRun
+from ._waits import future_result
 
 __all__ = ["Collector", "Plan", "abatch", "acollect", "batch", "collect"]
 
@@ -211,7 +212,7 @@ def _collect_at_home(plan: Plan) -> Results[Any] | None:
     if future is None:
         return None
     try:
-        return future.result()
+        return future_result(future)  # (Ctrl-C always interrupts it: see ``_waits``)
     except BaseException:
         # Interrupted (KeyboardInterrupt): the engine aborts on its loop, stopping what
         # runs. Wait for that a moment, never for a loop a coroutine blocks.

@@ -7,6 +7,8 @@ from collections import deque
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any
 
+from ._waits import queue_get
+
 if TYPE_CHECKING:
     import asyncio
 
@@ -23,10 +25,11 @@ class SyncInbox:
         self.put = self._queue.put
 
     def get(self, timeout: float | None) -> list[Any]:
-        """Wait up to ``timeout`` seconds (None: forever) for messages; return all there are."""
+        """Wait up to ``timeout`` seconds (None: forever) for messages; return all there are.
+        (In the main thread, Ctrl-C always interrupts the wait: see ``_waits``.)"""
         queue = self._queue
         try:
-            messages = [queue.get(timeout=timeout)]
+            messages = [queue_get(queue, timeout)]
         except Empty:
             return []
         while not queue.empty():

@@ -1,0 +1,77 @@
+"""Waits in the main thread that Ctrl-C always interrupts.
+
+Python runs a signal's handler (``KeyboardInterrupt`` for Ctrl-C) in the main thread,
+between bytecodes. A blocking wait on a lock or a queue ends early only when the signal
+interrupts that very wait. A signal that lands a moment before the wait blocks (the main
+thread preempted between its last check and the wait, as happens on a busy machine),
+or on another thread, is only noted: the main thread blocks on, and the
+``KeyboardInterrupt`` waits with it until the wait ends by itself (behind a hung item:
+never). So a wait in the main thread goes in slices of ``SLICE`` seconds, back in
+Python between two, where a signal that came meanwhile is handled.
+
+Other threads never run signal handlers, so they wait in one piece.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future
+from concurrent.futures import wait as wait_futures
+from queue import Empty, SimpleQueue
+from typing import TypeVar
+
+__all__ = ["SLICE", "future_result", "queue_get"]
+
+T = TypeVar("T")
+
+SLICE = 0.1  # seconds: how late a Ctrl-C that no wait noticed is raised, at most
+
+
+def _sliced(timeout: float | None) -> bool:
+    """Whether a wait of ``timeout`` seconds here goes in slices."""
+    return (timeout is None or timeout > SLICE) and (
+        threading.get_ident() == threading.main_thread().ident
+    )
+
+
+def queue_get(queue: SimpleQueue[T], timeout: float | None) -> T:
+    """``queue.get(timeout=timeout)``, in slices in the main thread; raises ``Empty``
+    when ``timeout`` passes first.
+
+    Example:
+        >>> q = SimpleQueue(); q.put("x")
+        >>> queue_get(q, None)
+        'x'
+    """
+    if not _sliced(timeout):
+        return queue.get(timeout=timeout)
+    end = None if timeout is None else time.monotonic() + timeout
+    while True:
+        step = SLICE if end is None else min(SLICE, end - time.monotonic())
+        if step <= 0:
+            raise Empty
+        try:
+            return queue.get(timeout=step)
+        except Empty:
+            pass
+
+
+def future_result(future: Future[T], timeout: float | None = None) -> T:
+    """``future.result(timeout)``, waiting in slices in the main thread.
+
+    Example:
+        >>> done: Future[int] = Future(); done.set_result(3)
+        >>> future_result(done)
+        3
+    """
+    if not future.done() and _sliced(timeout):
+        end = None if timeout is None else time.monotonic() + timeout
+        while not future.done():
+            step = SLICE if end is None else min(SLICE, end - time.monotonic())
+            if step <= 0:
+                break
+            # (``wait``, not ``result(step)``: an item's own TimeoutError is no expiry)
+            wait_futures((future,), step)
+        timeout = 0 if end is not None else None
+    return future.result(timeout)
