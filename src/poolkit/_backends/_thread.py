@@ -28,12 +28,14 @@ from typing import Any
 from poolkit._core._attempt import WorkerContext, copy_error, initializer_failure, run_attempt
 from poolkit._core._backend import Backend
 from poolkit._core._task import Job, Run, RunDone, Task
+from poolkit._core._waits import join
 from poolkit._errors import Cancelled
 
 __all__ = ["ThreadBackend"]
 
 _BLOCK_SECONDS = 0.001
 _CANCELLED_QUEUED = "cancelled by Future.cancel() before a thread took it"
+_CLOSE_WAIT = 5.0  # close waits this long, at most, for its threads (one in a call) to end
 _FLUSH_SECONDS = 0.05  # a finished result waits at most about this for its block
 _LARGEST_BLOCK = 256
 
@@ -230,13 +232,13 @@ class ThreadBackend(Backend):
             flusher = self._flusher
         self._stopping.set()
         self._serving.set()
-        if flusher is not None and flusher is not threading.current_thread():
-            flusher.join(timeout=5.0)
         for _ in range(count):
             self._work.put(None)
-        for thread in healthy:
-            if thread is not threading.current_thread():
-                thread.join(timeout=5.0)
+        # One wait for them all (it was 5 s each: 20 s for four threads in a call)
+        end = time.monotonic() + _CLOSE_WAIT
+        for thread in [flusher, *healthy]:
+            if thread is not None and thread is not threading.current_thread():
+                join(thread, max(0.0, end - time.monotonic()))
 
     def _grow(self, added: int) -> None:
         """After ``added`` pieces of work were queued: each goes to an idle thread, or

@@ -22,6 +22,7 @@ from ._drive import drive
 from ._engine import Engine, StopOne
 from ._inbox import SyncInbox
 from ._task import Job, OkRun, Task
+from ._waits import join
 
 __all__ = ["Submitter"]
 
@@ -113,7 +114,7 @@ class Submitter:
             thread = self._thread
         self._inbox.put(None)
         if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+            join(thread, timeout)  # (Ctrl-C always interrupts it: see ``_waits``)
 
     def unfinished(self) -> list[Future[Any]]:
         """The futures submitted whose Result has not come yet."""

@@ -21,7 +21,7 @@ from concurrent.futures import wait as wait_futures
 from queue import Empty, SimpleQueue
 from typing import TypeVar
 
-__all__ = ["SLICE", "future_result", "queue_get"]
+__all__ = ["SLICE", "future_result", "join", "queue_get"]
 
 T = TypeVar("T")
 
@@ -75,3 +75,23 @@ def future_result(future: Future[T], timeout: float | None = None) -> T:
             wait_futures((future,), step)
         timeout = 0 if end is not None else None
     return future.result(timeout)
+
+
+def join(thread: threading.Thread, timeout: float | None = None) -> None:
+    """``thread.join(timeout)``, in slices in the main thread.
+
+    Example:
+        >>> ran = []
+        >>> worker = threading.Thread(target=ran.append, args=(1,)); worker.start()
+        >>> join(worker); ran
+        [1]
+    """
+    if not _sliced(timeout):
+        thread.join(timeout)
+        return
+    end = None if timeout is None else time.monotonic() + timeout
+    while thread.is_alive():
+        step = SLICE if end is None else min(SLICE, end - time.monotonic())
+        if step <= 0:
+            return
+        thread.join(step)
