@@ -62,6 +62,14 @@ async def async_double(x: int) -> int:
     return 2 * x
 
 
+async def asleep(seconds: float) -> float:
+    """Sleep asynchronously, then return the seconds slept."""
+    import asyncio
+
+    await asyncio.sleep(seconds)
+    return seconds
+
+
 class CountingBlob:
     """A large payload that counts how often this process pickles it."""
 

@@ -8,6 +8,7 @@ the next item it runs.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from typing import Any
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 import poolkit
 from poolkit import Cancelled, DeadlineExceeded, Err, Ok
 
-from .conftest import wait_until
+from .helpers import asleep, async_double
 from .test_no_hang import bounded, close_mid_batch
 
 
@@ -133,21 +134,43 @@ def test_arun_all_serves_runs_on_the_callers_loop() -> None:
     assert {v[1] for v in results.values} <= set(range(16))
 
 
-def test_the_loops_heartbeat_starts_with_its_thread() -> None:
-    """The backend's own loop ticks from the start of its thread: its first tick once
-    ran before the backend had stored its loop, raising in the loop and stopping the
-    heartbeat for good (a loop with no heartbeat looks blocked, and its tasks
-    uncancellable)."""
-    from poolkit._backends._async import AsyncBackend
+def test_the_loops_heartbeat_beats_from_the_first_attempt_on_a_new_thread() -> None:
+    """The heartbeat of the backend's own loop is armed by the first attempt on a
+    freshly started loop thread, so that attempt can be cancelled. (Its first tick
+    once ran before the backend had stored its loop, raising in the loop and
+    stopping the heartbeat for good: a loop with no heartbeat looks blocked, and its
+    tasks uncancellable.)"""
+    for _ in range(20):
+        with poolkit.runner("async", workers=2) as runner:
+            result = runner.run_all(asleep, [30.0], timeout=0.2)[0]
+        assert isinstance(result, Err)
+        assert isinstance(result.error, poolkit.TaskTimeout)
+        assert result.error.stopped, "the loop looked blocked: its coroutine was abandoned"
 
-    for _ in range(100):
-        backend = AsyncBackend(2)
-        began = backend._last_tick
-        backend._start_thread()
-        try:
-            assert wait_until(lambda b=backend, t=began: b._last_tick > t, timeout=10)
-        finally:
-            backend.close()
+
+def _voluntary_switches(thread: threading.Thread) -> int:
+    with open(f"/proc/self/task/{thread.native_id}/status") as status:
+        line = next(x for x in status if x.startswith("voluntary_ctxt_switches"))
+    return int(line.split()[1])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads /proc")
+def test_an_idle_kept_async_runner_leaves_its_loop_asleep() -> None:
+    """Between batches, nothing wakes the loop thread of a kept async runner (its
+    heartbeat ticked 20 times a second for as long as the runner lived), and after
+    the idle time its coroutines can still be cancelled."""
+    with poolkit.runner("async", workers=2) as runner:
+        assert runner.run_all(async_double, [1, 2]).values == [2, 4]
+        loop_thread = next(t for t in threading.enumerate() if t.name == "poolkit-async-loop")
+        time.sleep(0.2)  # not synchronisation: the last tick of the batch comes and goes
+        before = _voluntary_switches(loop_thread)
+        time.sleep(0.5)  # not synchronisation: the idle time being measured
+        woke = _voluntary_switches(loop_thread) - before
+        late = runner.run_all(asleep, [30.0], timeout=0.2)[0]
+    assert woke <= 2, f"the idle loop woke {woke} times in 0.5 s"
+    assert isinstance(late, Err)
+    assert isinstance(late.error, poolkit.TaskTimeout)
+    assert late.error.stopped
 
 
 def test_a_slow_item_does_not_hold_back_the_outcomes_after_it() -> None:

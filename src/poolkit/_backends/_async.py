@@ -76,7 +76,11 @@ class AsyncBackend(Backend):
         self._thread: threading.Thread | None = None  # poolkit's loop thread, once started
         self._thread_lock = threading.Lock()
         self._closed = False
-        self._last_tick = time.monotonic()  # the loop's heartbeat: is it free to cancel?
+        # The loop's heartbeat (is it free to cancel?), on poolkit's loop thread, while
+        # attempts hold slots: an idle runner's loop has no timer to wake it.
+        self._last_tick = time.monotonic()
+        self._beats = False  # the loop thread is started: attempts arm the heartbeat
+        self._ticking = False  # a tick is scheduled
         # The thread running the loop now: the caller's (arun_all), poolkit's loop
         # thread, or the caller's while a one-call run_all hosts it; None when idle.
         self._loop_thread_id: int | None = None if loop is None else threading.get_ident()
@@ -202,7 +206,7 @@ class AsyncBackend(Backend):
         with self._thread_lock:
             if self._thread is not None or self._loop_thread_id is not None or self._closed:
                 return
-            self._loop.call_soon(self._tick)  # (the loop runs nowhere yet)
+            self._beats = True  # (before the thread runs anything)
             thread = threading.Thread(
                 target=_run_loop, args=(self._loop,), name="poolkit-async-loop", daemon=True
             )
@@ -263,7 +267,17 @@ class AsyncBackend(Backend):
 
     def _tick(self) -> None:
         self._last_tick = time.monotonic()
-        self._loop.call_later(_TICK, self._tick)
+        if self._busy:
+            self._loop.call_later(_TICK, self._tick)
+        else:
+            self._ticking = False
+
+    def _hold_slot(self) -> None:
+        """(On the loop.) Take one of the ``workers`` slots, arming the heartbeat."""
+        self._busy += 1
+        if self._beats and not self._ticking:
+            self._ticking = True
+            self._tick()
 
     def stop(self, tasks: Sequence[Task]) -> None:
         handles = [t.ticket for t in tasks if t.job.is_async and t.ticket is not None]
@@ -362,7 +376,7 @@ class AsyncBackend(Backend):
 
     async def _acquire(self) -> None:
         if self._busy < self._workers and not self._waiters:
-            self._busy += 1
+            self._hold_slot()
             return
         waiter = self._loop.create_future()
         self._waiters.append(waiter)
@@ -391,7 +405,7 @@ class AsyncBackend(Backend):
         with self._lock:
             left = sum(c.end - c.next for c in self._cursors) - self._starting
         while left > 0 and self._busy < self._workers and not self._waiters:
-            self._busy += 1
+            self._hold_slot()
             self._starting += 1
             left -= 1
             self._loop.create_task(self._lane())
