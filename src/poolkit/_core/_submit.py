@@ -22,9 +22,11 @@ from ._drive import drive
 from ._engine import Engine, StopOne
 from ._inbox import SyncInbox
 from ._task import Job, OkRun, Task
-from ._waits import join
+from ._waits import wait_event
 
 __all__ = ["Submitter"]
+
+_ABORT_WAIT = 1.0  # seconds an interrupted close gives the coordinator to report
 
 
 class _QueueSource:
@@ -82,6 +84,10 @@ class Submitter:
         self._source = _QueueSource(self._forget, queued=backend.queues)
         self._count = 0
         self._thread: threading.Thread | None = None
+        # Set while no coordinator runs. (Not ``Thread.join``: on Python 3.11 a join
+        # that Ctrl-C interrupts marks the thread stopped for good, though it runs on.)
+        self._idle = threading.Event()
+        self._idle.set()
         # the task behind each unfinished future (for ``stop``); an entry leaves with its
         # Result: a weak dict cannot do it, the task holds its future
         self.tasks: dict[Future[Any], Task] = {}
@@ -100,6 +106,7 @@ class Submitter:
             self._source.queue.append(task)
             self.tasks[future] = task
             if self._thread is None:
+                self._idle.clear()
                 self._thread = threading.Thread(
                     target=self._coordinate, name="poolkit-submit", daemon=True
                 )
@@ -114,7 +121,21 @@ class Submitter:
             thread = self._thread
         self._inbox.put(None)
         if thread is not None and thread is not threading.current_thread():
-            join(thread, timeout)  # (Ctrl-C always interrupts it: see ``_waits``)
+            wait_event(self._idle, timeout)  # (Ctrl-C always interrupts it: see ``_waits``)
+
+    def abort(self, error: BaseException, timeout: float = _ABORT_WAIT) -> None:
+        """End every unfinished submit now: cancel what has not started, stop what runs
+        (``Err(error)``), and give the coordinator ``timeout`` seconds to report them."""
+        with self._lock:
+            futures = list(self._futures.values())
+            self._source.closed = True
+            thread = self._thread
+        for future in futures:
+            if not future.cancel():
+                self.stop(future, error)
+        self._inbox.put(None)
+        if thread is not None and thread is not threading.current_thread():
+            wait_event(self._idle, timeout)
 
     def unfinished(self) -> list[Future[Any]]:
         """The futures submitted whose Result has not come yet."""
@@ -134,12 +155,19 @@ class Submitter:
                 self.tasks.pop(future, None)
 
     def _coordinate(self) -> None:
+        try:
+            self._serve()
+        finally:  # (however it ends: ``close`` waits for this)
+            with self._lock:
+                self._thread = None
+                self._idle.set()
+
+    def _serve(self) -> None:
         source = self._source
         while True:
             with self._lock:
                 if not source.queue:
                     if source.closed:
-                        self._thread = None
                         return
                     idle = True
                 else:

@@ -21,7 +21,7 @@ from concurrent.futures import wait as wait_futures
 from queue import Empty, SimpleQueue
 from typing import TypeVar
 
-__all__ = ["SLICE", "future_result", "join", "queue_get"]
+__all__ = ["SLICE", "future_result", "join", "queue_get", "wait_event"]
 
 T = TypeVar("T")
 
@@ -95,3 +95,22 @@ def join(thread: threading.Thread, timeout: float | None = None) -> None:
         if step <= 0:
             return
         thread.join(step)
+
+
+def wait_event(event: threading.Event, timeout: float | None = None) -> bool:
+    """``event.wait(timeout)``, in slices in the main thread.
+
+    Example:
+        >>> ready = threading.Event(); ready.set()
+        >>> wait_event(ready)
+        True
+    """
+    if not _sliced(timeout):
+        return event.wait(timeout)
+    end = None if timeout is None else time.monotonic() + timeout
+    while not event.is_set():
+        step = SLICE if end is None else min(SLICE, end - time.monotonic())
+        if step <= 0:
+            return False
+        event.wait(step)
+    return True

@@ -22,6 +22,7 @@ from poolkit._core._batch import Plan, abatch, acollect, batch, collect
 from poolkit._core._engine import Hooks
 from poolkit._core._observe import Observer
 from poolkit._core._task import Job
+from poolkit._errors import Cancelled
 from poolkit._options import (
     CALL_OPTION_NAMES,
     CallOptions,
@@ -354,6 +355,10 @@ class BackendRunner:
         try:
             if submitter is not None:
                 submitter.close()
+        except BaseException:  # interrupted (Ctrl-C) waiting for the submits: end them now
+            if submitter is not None:
+                submitter.abort(Cancelled("cancelled: closing the runner was interrupted"))
+            raise
         finally:
             self._close_backends()
 
