@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
 from queue import Empty, SimpleQueue
@@ -28,11 +29,20 @@ T = TypeVar("T")
 SLICE = 0.1  # seconds: how late a Ctrl-C that no wait noticed is raised, at most
 
 
-def _sliced(timeout: float | None) -> bool:
-    """Whether a wait of ``timeout`` seconds here goes in slices."""
-    return (timeout is None or timeout > SLICE) and (
-        threading.get_ident() == threading.main_thread().ident
-    )
+def _in_slices(wait: Callable[[float | None], bool], timeout: float | None) -> bool:
+    """``wait(timeout)``, in slices of ``SLICE`` seconds in the main thread; ``wait(t)``
+    waits up to ``t`` seconds (None: for ever) and tells whether its wait is over."""
+    if (timeout is not None and timeout <= SLICE) or (
+        threading.get_ident() != threading.main_thread().ident
+    ):
+        return wait(timeout)
+    end = None if timeout is None else time.monotonic() + timeout
+    while True:
+        step = SLICE if end is None else min(SLICE, end - time.monotonic())
+        if step <= 0:
+            return False
+        if wait(step):
+            return True
 
 
 def queue_get(queue: SimpleQueue[T], timeout: float | None) -> T:
@@ -44,17 +54,18 @@ def queue_get(queue: SimpleQueue[T], timeout: float | None) -> T:
         >>> queue_get(q, None)
         'x'
     """
-    if not _sliced(timeout):
-        return queue.get(timeout=timeout)
-    end = None if timeout is None else time.monotonic() + timeout
-    while True:
-        step = SLICE if end is None else min(SLICE, end - time.monotonic())
-        if step <= 0:
-            raise Empty
+    got: list[T] = []
+
+    def take(seconds: float | None) -> bool:
         try:
-            return queue.get(timeout=step)
+            got.append(queue.get(timeout=seconds))
         except Empty:
-            pass
+            return False
+        return True
+
+    if _in_slices(take, timeout):
+        return got[0]
+    raise Empty
 
 
 def future_result(future: Future[T], timeout: float | None = None) -> T:
@@ -65,20 +76,14 @@ def future_result(future: Future[T], timeout: float | None = None) -> T:
         >>> future_result(done)
         3
     """
-    if not future.done() and _sliced(timeout):
-        end = None if timeout is None else time.monotonic() + timeout
-        while not future.done():
-            step = SLICE if end is None else min(SLICE, end - time.monotonic())
-            if step <= 0:
-                break
-            # (``wait``, not ``result(step)``: an item's own TimeoutError is no expiry)
-            wait_futures((future,), step)
-        timeout = 0 if end is not None else None
-    return future.result(timeout)
+    # (``wait``, not ``result(step)``: an item's own TimeoutError is no expiry)
+    over = _in_slices(lambda seconds: bool(wait_futures((future,), seconds).done), timeout)
+    return future.result(None if over else 0)
 
 
 def join(thread: threading.Thread, timeout: float | None = None) -> None:
-    """``thread.join(timeout)``, in slices in the main thread.
+    """``thread.join(timeout)``, in slices in the main thread. (On Python 3.11, a join
+    that Ctrl-C interrupts marks the thread stopped for good: never join it again.)
 
     Example:
         >>> ran = []
@@ -86,15 +91,12 @@ def join(thread: threading.Thread, timeout: float | None = None) -> None:
         >>> join(worker); ran
         [1]
     """
-    if not _sliced(timeout):
-        thread.join(timeout)
-        return
-    end = None if timeout is None else time.monotonic() + timeout
-    while thread.is_alive():
-        step = SLICE if end is None else min(SLICE, end - time.monotonic())
-        if step <= 0:
-            return
-        thread.join(step)
+
+    def joined(seconds: float | None) -> bool:
+        thread.join(seconds)
+        return not thread.is_alive()
+
+    _in_slices(joined, timeout)
 
 
 def wait_event(event: threading.Event, timeout: float | None = None) -> bool:
@@ -105,12 +107,4 @@ def wait_event(event: threading.Event, timeout: float | None = None) -> bool:
         >>> wait_event(ready)
         True
     """
-    if not _sliced(timeout):
-        return event.wait(timeout)
-    end = None if timeout is None else time.monotonic() + timeout
-    while not event.is_set():
-        step = SLICE if end is None else min(SLICE, end - time.monotonic())
-        if step <= 0:
-            return False
-        event.wait(step)
-    return True
+    return _in_slices(event.wait, timeout)
