@@ -118,10 +118,7 @@ class Submitter:
         """Let submitted items finish, then stop the coordinator."""
         with self._lock:
             self._source.closed = True
-            thread = self._thread
-        self._inbox.put(None)
-        if thread is not None and thread is not threading.current_thread():
-            wait_event(self._idle, timeout)  # (Ctrl-C always interrupts it: see ``_waits``)
+        self._wake_and_wait(timeout)
 
     def abort(self, error: BaseException, timeout: float = _ABORT_WAIT) -> None:
         """End every unfinished submit now: cancel what has not started, stop what runs
@@ -129,12 +126,16 @@ class Submitter:
         with self._lock:
             futures = list(self._futures.values())
             self._source.closed = True
-            thread = self._thread
         for future in futures:
             if not future.cancel():
                 self.stop(future, error)
+        self._wake_and_wait(timeout)
+
+    def _wake_and_wait(self, timeout: float | None) -> None:
+        """Wake the coordinator, then wait up to ``timeout`` seconds for it to end (never
+        from the coordinator itself; Ctrl-C always interrupts the wait: see ``_waits``)."""
         self._inbox.put(None)
-        if thread is not None and thread is not threading.current_thread():
+        if threading.current_thread() is not self._thread:
             wait_event(self._idle, timeout)
 
     def unfinished(self) -> list[Future[Any]]:
