@@ -37,6 +37,49 @@ def raise_frozen(code: int) -> None:
     raise FrozenError(code)
 
 
+@dataclasses.dataclass(frozen=True)
+class FrozenReducible(Exception):
+    """Frozen, with a __reduce__ that loads: only assigning __cause__ fails."""
+
+    code: int
+
+    def __reduce__(self) -> Any:
+        return (FrozenReducible, (self.code,))
+
+
+def raise_frozen_reducible(x: int) -> int:
+    if x == 1:
+        raise FrozenReducible(x)
+    return x
+
+
+class TwoArgError(Exception):
+    """Its __init__ takes two arguments and passes one up: ``args`` cannot rebuild it."""
+
+    def __init__(self, message: str, b: int) -> None:
+        super().__init__(message)
+        self.b = b
+
+
+class SlottedError(Exception):
+    """Keeps its field in a slot, which ``__dict__`` does not show."""
+
+    __slots__ = ("x",)
+
+    def __init__(self, x: int) -> None:
+        super().__init__()
+        self.x = x
+
+    def __str__(self) -> str:
+        return f"slotted {self.x}"
+
+
+def raise_with_parts(x: int) -> None:
+    if x == 0:
+        raise TwoArgError("boom", 2)
+    raise SlottedError(5)
+
+
 def item_or_bad_result(x: int) -> Any:
     """x, except item 3, whose result cannot be loaded in the parent."""
     return ExitsOnLoad() if x == 3 else x

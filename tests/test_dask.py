@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 import poolkit
 from poolkit.testing import TransientError, check_invariants, fault_plans, faulty
 
+from .boundary import SlottedError, TwoArgError, raise_with_parts
 from .conftest import wait_until
 from .crashers import exit_on
 from .helpers import Boom, double_or_raise, identity, nap
@@ -66,6 +67,11 @@ def test_remote_exceptions_keep_type_and_traceback(dask_runner: Any) -> None:
     assert isinstance(result, poolkit.Err)
     assert isinstance(result.error, Boom)
     assert isinstance(result.error.__cause__, poolkit.RemoteTraceback)
+    two, slotted = (r.error for r in dask_runner.run_all(raise_with_parts, [0, 1]))
+    assert type(two) is TwoArgError  # its __init__ cannot be re-run: it travels by parts
+    assert two.b == 2
+    assert type(slotted) is SlottedError
+    assert str(slotted) == "slotted 5"
 
 
 def test_timeout_abandons_and_deadline_cuts(dask_runner: Any) -> None:

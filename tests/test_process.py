@@ -167,10 +167,9 @@ def test_unpicklable_things_become_errs(process_runner: Any) -> None:
 
     [odd] = process_runner.run_all(_raise_odd, [1])
     assert isinstance(odd, Err)
-    assert isinstance(odd.error, poolkit.RemoteError)
-    assert "_Odd" in odd.error.type_name
-    assert "odd 1 2" in str(odd.error)
-    assert "_raise_odd" in odd.error.traceback
+    assert type(odd.error) is _Odd  # its __init__ cannot be re-run: it travels by parts
+    assert str(odd.error) == "odd 1 2"
+    assert "_raise_odd" in str(odd.error.__cause__)
 
     [unp] = process_runner.run_all(_raise_unpicklable, [1])
     assert isinstance(unp, Err)

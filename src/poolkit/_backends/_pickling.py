@@ -133,29 +133,89 @@ def pack_error(error: BaseException) -> ErrorPackage:
     )
     # Nothing is assigned on ``error``: an exception that refuses attribute assignment
     # (a frozen dataclass) must still travel. Pickling leaves the traceback behind.
-    blob: bytes | None
-    try:
-        packed = dumps(error)
-        pickle.loads(packed)  # constructors that cannot be re-run fail here, not in the parent
-        blob = packed
-    except BaseException:  # user code (__reduce__, __setstate__) may raise anything
-        blob = None
-    return blob, name, str(error), text
+    return _pickled(error), name, str(error), text
+
+
+def _pickled(error: BaseException) -> bytes | None:
+    """The exception pickled so that it loads as itself, or None.
+
+    Pickle rebuilds an exception by calling its class with ``error.args``, which fails
+    for the common ``__init__(self, a, b)`` that passes one message up (``args`` then
+    holds the message, not ``a, b``), and for a frozen dataclass. Those travel by parts
+    instead: the class, ``args`` and ``__dict__``, put together without ``__init__``, as
+    pickle does for plain objects (unless the class defines its own reduction). Each
+    form is loaded here first, so what the parent gets loads, has the same type and
+    says the same thing.
+    """
+    forms: list[object] = [error]
+    kind = type(error)
+    if kind.__reduce__ is BaseException.__reduce__ and kind.__reduce_ex__ is object.__reduce_ex__:
+        forms.append(_ByParts(error))  # (a class with its own reduction has the last word)
+    for form in forms:
+        try:
+            packed = dumps(form)
+            loaded = pickle.loads(packed)
+            if type(loaded) is type(error) and str(loaded) == str(error):
+                return packed
+        except BaseException:  # user code (__init__, __reduce__, __str__) may raise anything
+            pass
+    return None
+
+
+class _ByParts:
+    """Pickles as ``_from_parts(type(error), error.args, attributes)``: ``__dict__`` and
+    the slots the class declares."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        error = self.error
+        state = dict(getattr(error, "__dict__", {}))
+        for kind in type(error).__mro__:
+            for name in kind.__dict__.get("__slots__", ()):
+                if name not in ("__dict__", "__weakref__") and hasattr(error, name):
+                    state[name] = getattr(error, name)
+        return (_from_parts, (type(error), error.args, state))
+
+
+def _from_parts(
+    kind: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]
+) -> BaseException:
+    """An instance of ``kind`` with these ``args`` and attributes, ``__init__`` not run.
+
+    Example:
+        >>> class Odd(Exception):
+        ...     def __init__(self, a, b):
+        ...         super().__init__(f"odd {a} {b}")
+        ...         self.a = a
+        >>> error = _from_parts(Odd, ("odd 1 2",), {"a": 1})
+        >>> type(error) is Odd, str(error), error.a
+        (True, 'odd 1 2', 1)
+    """
+    error = kind.__new__(kind, *args)
+    # object.__setattr__: past a frozen dataclass's __setattr__, into a slot if declared
+    object.__setattr__(error, "args", args)
+    for name, value in state.items():
+        object.__setattr__(error, name, value)
+    return error
 
 
 def unpack_error(package: ErrorPackage) -> BaseException:
-    """Rebuild the exception, or a RemoteError that carries what is known of it."""
+    """Rebuild the exception, or a RemoteError that carries what is known of it.
+
+    Never raises: it runs on the thread that collects every item's outcome."""
     blob, name, message, text = package
-    error: BaseException
     if blob is None:
-        error = RemoteError(name, message, text)
-    else:
-        try:
-            error = pickle.loads(blob)
-        except BaseException:  # user code (__setstate__) may raise anything, SystemExit too
-            error = RemoteError(name, message, text)
+        return RemoteError(name, message, text)
+    try:
+        error = pickle.loads(blob)
         if not isinstance(error, BaseException):
-            error = RemoteError(name, message, text)
-    if not isinstance(error, RemoteError):
-        error.__cause__ = RemoteTraceback(text)
+            return RemoteError(name, message, text)
+        # object.__setattr__: a frozen dataclass refuses plain assignment, __cause__ too
+        object.__setattr__(error, "__cause__", RemoteTraceback(text))
+    except BaseException:  # user code (__setstate__) may raise anything, SystemExit too
+        return RemoteError(name, message, text)
     return error
