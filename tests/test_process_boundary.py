@@ -440,3 +440,29 @@ def test_an_initializer_that_cannot_be_sent_is_a_clear_error_at_once() -> None:
 
     with pytest.raises(TypeError, match=r"initargs=.*cannot be sent to the worker processes"):
         poolkit.runner("process", workers=2, initializer=print, initargs=(threading.Lock(),))
+
+
+def test_a_failure_taking_in_outcomes_fails_those_items_instead_of_rerunning_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Any exception while the collector takes in a chunk's outcomes (here a stand-in for
+    a poolkit bug: rebuilding the item's error raises) ends those items with an Err that
+    says so. It used to stop the worker and run the items again, failing the same way on
+    every worker until the deadline."""
+    from poolkit._backends._process import _collector
+
+    def broken(package: Any) -> BaseException:
+        raise RuntimeError("cannot rebuild")
+
+    monkeypatch.setattr(_collector, "unpack_error", broken)
+    results = bounded(
+        lambda: poolkit.run_all(
+            raise_frozen_reducible, range(4), mode="process", workers=2, deadline=60
+        )
+    )
+    assert [r.attempts for r in results] == [1, 1, 1, 1]
+    [bad] = results.errs
+    assert isinstance(bad.error, poolkit.PoolkitError)
+    assert "bug in poolkit" in str(bad.error)
+    assert isinstance(bad.error.__cause__, RuntimeError)
+    assert results.values == [0, 2, 3]

@@ -140,12 +140,43 @@ def receive(pool: ProcessBackend, worker: WorkerHandle) -> None:
     try:
         while worker.results.poll():
             message: tuple[Any, ...] = pickle.loads(worker.results.recv_bytes())
-            _handle(pool, worker, message)
+            try:
+                _handle(pool, worker, message)
+            except BaseException as error:  # poolkit's own bug: see _give_up
+                log.error("process mode: a message from worker %s failed: %r", worker.pid, error)
+                _give_up(pool, message, error)
     except (EOFError, OSError):
         pass  # it died; its sentinel says so
     except BaseException as error:  # a message that cannot be loaded: poolkit's own bug
         log.error("process mode: a message from worker %s could not be read: %r", worker.pid, error)
         pool.terminate(worker)
+
+
+def _give_up(pool: ProcessBackend, message: tuple[Any, ...], error: BaseException) -> None:
+    """Taking in a chunk's outcomes raised: those items end as an Err that says so.
+
+    Never by running them again: a failure that depends on the outcome (it once did, on
+    an exception the parent could not attach a traceback to) would fail again on every
+    worker, for ever. Items the message had already posted are left as they are.
+    """
+    if message[0] != "results":
+        return
+    seq, start, count = message[1], message[2], len(message[3])
+    piece = pool.sent.get(seq)
+    if piece is None or piece.done >= start + count:
+        return
+    failure = PoolkitError(
+        f"process mode could not take in this item's outcome from its worker "
+        f"({type(error).__name__}: {error}); this is a bug in poolkit, please report it"
+    )
+    failure.__cause__ = error
+    work = piece.work
+    for position in range(piece.lo + start, piece.lo + start + count):
+        if work.live(position, position + 1):
+            work.fail(position, failure)
+    piece.done = start + count
+    if piece.done >= len(piece):
+        pool.forget(piece)
 
 
 def _handle(pool: ProcessBackend, worker: WorkerHandle, message: tuple[Any, ...]) -> None:
