@@ -74,6 +74,32 @@ def test_raise_errors_raises_an_exception_group() -> None:
     assert Results([Ok(1)]).raise_errors() is None
 
 
+@dataclasses.dataclass(frozen=True)
+class _FrozenError(Exception):
+    code: int
+
+
+def _frozen_on_one(x: int) -> int:
+    if x == 1:
+        raise _FrozenError(x)
+    return x
+
+
+@pytest.mark.parametrize("mode", ["serial", "thread", "process", "async"])
+def test_raise_errors_raises_the_group_when_an_error_refuses_attributes(mode: str) -> None:
+    """A frozen dataclass exception refuses add_note: raise_errors raised that
+    FrozenInstanceError instead of the ExceptionGroup. The note is added anyway."""
+    rs = poolkit.run_all(_frozen_on_one, range(3), mode=mode, workers=2)
+    with pytest.raises(ExceptionGroup) as caught:
+        rs.raise_errors()
+    [error] = caught.value.exceptions
+    assert type(error) is _FrozenError
+    assert error.__notes__ == ["poolkit: item #1 (1) failed"]
+    with pytest.raises(ExceptionGroup):
+        rs.raise_errors()  # twice: still one note
+    assert error.__notes__ == ["poolkit: item #1 (1) failed"]
+
+
 def test_summary_counts_and_latencies() -> None:
     """summary() counts outcomes and error types and computes latency percentiles."""
     latencies = [0.01 * n for n in range(1, 101)]

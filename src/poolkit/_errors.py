@@ -192,3 +192,44 @@ class RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return f'\n"""\n{self.text}\n"""'
+
+
+def set_anyway(error: BaseException, name: str, value: Any) -> bool:
+    """Set an attribute on a user's exception even past a ``__setattr__`` that refuses
+    (a frozen dataclass refuses ``__cause__`` and ``__notes__`` too); False when even
+    that fails. poolkit decorates exceptions it did not create; that must never raise.
+
+    Example:
+        >>> import dataclasses
+        >>> @dataclasses.dataclass(frozen=True)
+        ... class Frozen(Exception):
+        ...     code: int
+        >>> error = Frozen(7)
+        >>> set_anyway(error, "__cause__", KeyError("why")), repr(error.__cause__)
+        (True, "KeyError('why')")
+    """
+    try:
+        object.__setattr__(error, name, value)
+    except Exception:
+        return False
+    return True
+
+
+def add_note_anyway(error: BaseException, note: str) -> None:
+    """``error.add_note(note)``, once, even on an exception that refuses attributes.
+
+    Example:
+        >>> error = ValueError("bad")
+        >>> add_note_anyway(error, "item #3"); add_note_anyway(error, "item #3")
+        >>> error.__notes__
+        ['item #3']
+    """
+    notes = getattr(error, "__notes__", None)
+    if isinstance(notes, list):
+        if note not in notes:
+            notes.append(note)
+        return
+    try:
+        error.add_note(note)
+    except Exception:
+        set_anyway(error, "__notes__", [note])

@@ -8,6 +8,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, NoReturn, TypeAlias, TypeVar, overload
 
+from poolkit._errors import add_note_anyway
+
 if TYPE_CHECKING:
     from ._summary import Summary
 
@@ -359,9 +361,9 @@ class Results(Sequence[Ok[T] | Err]):
             return
         errors = []
         for result in failed:
-            note = f"poolkit: item #{result.index} ({result.item!r:.60}) failed"
-            if note not in getattr(result.error, "__notes__", ()):
-                result.error.add_note(note)
+            add_note_anyway(
+                result.error, f"poolkit: item #{result.index} ({result.item!r:.60}) failed"
+            )
             errors.append(result.error)
         exceptions = [e for e in errors if isinstance(e, Exception)]
         message = f"{len(errors)} of {len(self)} items failed"

@@ -17,7 +17,7 @@ from typing import Any
 
 import cloudpickle
 
-from poolkit._errors import RemoteError, RemoteTraceback
+from poolkit._errors import RemoteError, RemoteTraceback, set_anyway
 
 __all__ = [
     "dumps",
@@ -214,8 +214,7 @@ def unpack_error(package: ErrorPackage) -> BaseException:
         error = pickle.loads(blob)
         if not isinstance(error, BaseException):
             return RemoteError(name, message, text)
-        # object.__setattr__: a frozen dataclass refuses plain assignment, __cause__ too
-        object.__setattr__(error, "__cause__", RemoteTraceback(text))
+        set_anyway(error, "__cause__", RemoteTraceback(text))
     except BaseException:  # user code (__setstate__) may raise anything, SystemExit too
         return RemoteError(name, message, text)
     return error

@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from poolkit._errors import PoolkitError
+from poolkit._errors import PoolkitError, set_anyway
 
 if TYPE_CHECKING:
     from ._task import Job
@@ -173,5 +173,5 @@ def copy_error(error: BaseException) -> BaseException:
         clone = type(error)(*error.args)
     except Exception:
         return error
-    clone.__cause__ = error.__cause__
+    set_anyway(clone, "__cause__", error.__cause__)
     return clone

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from poolkit._errors import Cancelled, DeadlineExceeded, TaskTimeout
+from poolkit._errors import Cancelled, DeadlineExceeded, TaskTimeout, set_anyway
 from poolkit._policies import Policies
 from poolkit._results import Err, Ok
 
@@ -414,7 +414,7 @@ class Engine:
                 again = retry.should_retry(error, task.attempts)
                 wait = retry.wait(error, task.attempts) if again else 0.0
             except Exception as policy_error:
-                policy_error.__context__ = error
+                set_anyway(policy_error, "__context__", error)
                 error, again = policy_error, False
             if again:
                 log.warning(
