@@ -129,3 +129,23 @@ class Tracked:
 
 def number_of(item: Tracked) -> int:
     return item.n
+
+
+class MuteError(Exception):
+    """Its ``__str__`` and ``__repr__`` raise."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+def raise_mute(x: int) -> int:
+    if x == 1:
+        raise MuteError()
+    return x
+
+
+def init_mute() -> None:
+    raise MuteError()

@@ -22,13 +22,16 @@ from .boundary import (
     FrozenError,
     FrozenReducible,
     LoadsBadly,
+    MuteError,
     SlottedError,
     TwoArgError,
     big,
     crash_once_every_tenth,
+    init_mute,
     item_or_bad_result,
     raise_frozen,
     raise_frozen_reducible,
+    raise_mute,
     raise_with_parts,
     record_and_fail,
 )
@@ -466,3 +469,25 @@ def test_a_failure_taking_in_outcomes_fails_those_items_instead_of_rerunning_the
     assert "bug in poolkit" in str(bad.error)
     assert isinstance(bad.error.__cause__, RuntimeError)
     assert results.values == [0, 2, 3]
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_an_exception_whose_str_raises_is_the_items_err_not_a_crash(mode: str) -> None:
+    """Packing the error for the parent called str() on it: the exception escaped the
+    worker's loop and the worker died, so the item was reported as WorkerCrashed."""
+    results = bounded(lambda: poolkit.run_all(raise_mute, range(3), mode=mode, workers=1))
+    assert [r.attempts for r in results] == [1, 1, 1]
+    [bad] = results.errs
+    assert type(bad.error) is MuteError
+    assert results.values == [0, 2]
+    with pytest.raises(ExceptionGroup):
+        results.raise_errors()
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_an_initializer_error_whose_str_raises_still_explains(mode: str) -> None:
+    """The message that quotes the initializer's error survives an error without str()."""
+    with poolkit.runner(mode, workers=1, initializer=init_mute) as runner:
+        results = bounded(lambda: runner.run_all(raise_mute, range(2)))
+    assert all(isinstance(r.error, poolkit.PoolkitError) for r in results)
+    assert all("MuteError: <str() raised RuntimeError>" in str(r.error) for r in results)

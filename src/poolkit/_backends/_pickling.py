@@ -17,7 +17,7 @@ from typing import Any
 
 import cloudpickle
 
-from poolkit._errors import RemoteError, RemoteTraceback, set_anyway
+from poolkit._errors import RemoteError, RemoteTraceback, describe, set_anyway, text_of
 
 __all__ = [
     "dumps",
@@ -51,7 +51,7 @@ def pickle_initializer(initializer: Any, initargs: tuple[Any, ...]) -> bytes | N
     except Exception as error:
         raise TypeError(
             f"initializer={initializer!r} with initargs={initargs!r} cannot be sent to "
-            f"the worker processes: {type(error).__name__}: {error}"
+            f"the worker processes: {describe(error)}"
         ) from error
 
 
@@ -115,7 +115,7 @@ def why_unpicklable(value: Any) -> str | None:
     try:
         dumps(value)
     except Exception as error:
-        return f"{type(error).__name__}: {error}"
+        return describe(error)
     return None
 
 
@@ -133,7 +133,7 @@ def pack_error(error: BaseException) -> ErrorPackage:
     )
     # Nothing is assigned on ``error``: an exception that refuses attribute assignment
     # (a frozen dataclass) must still travel. Pickling leaves the traceback behind.
-    return _pickled(error), name, str(error), text
+    return _pickled(error), name, text_of(error), text
 
 
 def _pickled(error: BaseException) -> bytes | None:
@@ -155,7 +155,7 @@ def _pickled(error: BaseException) -> bytes | None:
         try:
             packed = dumps(form)
             loaded = pickle.loads(packed)
-            if type(loaded) is type(error) and str(loaded) == str(error):
+            if type(loaded) is type(error) and text_of(loaded) == text_of(error):
                 return packed
         except BaseException:  # user code (__init__, __reduce__, __str__) may raise anything
             pass

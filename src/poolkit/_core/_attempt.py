@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from poolkit._errors import PoolkitError, set_anyway
+from poolkit._errors import PoolkitError, describe, set_anyway
 
 if TYPE_CHECKING:
     from ._task import Job
@@ -159,8 +159,7 @@ def initializer_failure(
         initializer(*initargs)
     except BaseException as error:
         broken = PoolkitError(
-            f"the worker initializer {initializer!r} raised "
-            f"{type(error).__name__}: {error}; no item can run"
+            f"the worker initializer {initializer!r} raised {describe(error)}; no item can run"
         )
         broken.__cause__ = error
         return broken

@@ -24,6 +24,7 @@ from poolkit._backends._pickling import dumps, load_function, pack_error
 from poolkit._core import _attempt
 from poolkit._core._attempt import ATTEMPT, WorkerContext, awaited
 from poolkit._core._task import Job
+from poolkit._errors import describe
 
 from ._buffers import close_mapping, load_items
 from ._wire import HALT, INLINE, MARK, STRIDE, TIME, KnownFunctions, mark
@@ -160,7 +161,7 @@ class _Outbox:
             self.add_failure(
                 pickle.PicklingError(
                     f"the item's result ({type(value).__name__}) could not be pickled to "
-                    f"send it back from the worker process: {type(error).__name__}: {error}"
+                    f"send it back from the worker process: {describe(error)}"
                 )
             )
             return
@@ -268,7 +269,7 @@ def _load_job(blob: bytes) -> Job:
     except BaseException as error:
         problem = RuntimeError(
             "the worker process could not load the function: "
-            f"{type(error).__name__}: {error} (is its module importable in the worker?)"
+            f"{describe(error)} (is its module importable in the worker?)"
         )
 
         def cannot_load(*item: Any) -> Any:

@@ -23,7 +23,7 @@ from array import array
 from typing import TYPE_CHECKING, Any
 
 from poolkit._backends._pickling import unpack_error
-from poolkit._errors import PoolkitError, WorkerCrashed
+from poolkit._errors import PoolkitError, WorkerCrashed, describe
 
 from ._handle import WorkerHandle
 from ._wire import MARK, STRIDE, split_mark
@@ -167,7 +167,7 @@ def _give_up(pool: ProcessBackend, message: tuple[Any, ...], error: BaseExceptio
         return
     failure = PoolkitError(
         f"process mode could not take in this item's outcome from its worker "
-        f"({type(error).__name__}: {error}); this is a bug in poolkit, please report it"
+        f"({describe(error)}); this is a bug in poolkit, please report it"
     )
     failure.__cause__ = error
     work = piece.work
@@ -184,8 +184,7 @@ def _handle(pool: ProcessBackend, worker: WorkerHandle, message: tuple[Any, ...]
     if kind == "init_failed":
         cause = unpack_error(message[1])
         broken = PoolkitError(
-            f"the worker initializer {pool.initializer!r} raised "
-            f"{type(cause).__name__}: {cause}; no item can run"
+            f"the worker initializer {pool.initializer!r} raised {describe(cause)}; no item can run"
         )
         broken.__cause__ = cause
         pool.broken = broken
@@ -310,7 +309,7 @@ def load_failure(work: Work, position: int, what: str, error: BaseException) -> 
     )
     problem = pickle.UnpicklingError(
         f"process mode could not load item #{work.index(position)}'s {what} ({kind}) {where}: "
-        f"{type(error).__name__}: {error}{hint}"
+        f"{describe(error)}{hint}"
     )
     problem.__cause__ = error
     return problem

@@ -45,6 +45,7 @@ from typing import Any
 import cloudpickle
 
 from poolkit._core._task import Job
+from poolkit._errors import describe
 from poolkit._shared import pickling_for_local_workers
 
 __all__ = [
@@ -110,8 +111,7 @@ class FunctionTable:
                 known = (key, blob)
             except Exception as error:
                 problem = TypeError(
-                    f"process mode could not pickle the function {job.fn!r}: "
-                    f"{type(error).__name__}: {error}"
+                    f"process mode could not pickle the function {job.fn!r}: {describe(error)}"
                 )
                 known = (b"", problem)
             self._blobs[job] = known
