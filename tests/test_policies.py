@@ -340,3 +340,39 @@ def test_retry_and_timeout_combine(mode: str) -> None:
     retry = poolkit.Retry(attempts=2, on=poolkit.TaskTimeout, backoff=0)
     [result] = poolkit.run_all(faulty(identity, plan), [0], mode=mode, retry=retry, timeout=0.3)
     assert result == Ok(0, item=0, index=0, attempts=2, elapsed=result.elapsed)
+
+
+class _MuteRepr:
+    """An item whose __repr__ raises."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+def _fails_on_one(item: _MuteRepr) -> int:
+    if item.value == 1:
+        raise ValueError("one")
+    return item.value
+
+
+@pytest.mark.parametrize("mode", ["serial", "thread", "async"])
+def test_an_item_whose_repr_raises_is_retried_reported_and_summarised(mode: str) -> None:
+    """The retry's log line quoted the item with repr(): run_all raised the item's
+    RuntimeError instead of returning. Notes and the summary quote it safely too."""
+    results = poolkit.run_all(
+        _fails_on_one,
+        [_MuteRepr(n) for n in range(3)],
+        mode=mode,
+        workers=2,
+        retry=poolkit.Retry(attempts=2, on=ValueError, backoff=0),
+    )
+    assert results.values == [0, 2]
+    assert [r.attempts for r in results] == [1, 2, 1]
+    with pytest.raises(ExceptionGroup) as caught:
+        results.raise_errors()
+    [note] = caught.value.exceptions[0].__notes__
+    assert "repr() raised RuntimeError" in note
+    assert "items" in str(results.summary())

@@ -233,29 +233,3 @@ def add_note_anyway(error: BaseException, note: str) -> None:
         error.add_note(note)
     except Exception:
         set_anyway(error, "__notes__", [note])
-
-
-def text_of(error: BaseException) -> str:
-    """``str(error)``, even for an exception whose ``__str__`` raises.
-
-    Example:
-        >>> class Mute(Exception):
-        ...     def __str__(self):
-        ...         raise RuntimeError("no")
-        >>> text_of(Mute())
-        '<str() raised RuntimeError>'
-    """
-    try:
-        return str(error)
-    except Exception as failure:
-        return f"<str() raised {type(failure).__name__}>"
-
-
-def describe(error: BaseException) -> str:
-    """``"Type: message"`` for messages that quote a user's exception.
-
-    Example:
-        >>> describe(KeyError("k"))
-        "KeyError: 'k'"
-    """
-    return f"{type(error).__name__}: {text_of(error)}"

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, NoReturn, TypeAlias, TypeVar, overload
 
 from poolkit._errors import add_note_anyway
+from poolkit._quote import short_repr
 
 if TYPE_CHECKING:
     from ._summary import Summary
@@ -362,7 +363,7 @@ class Results(Sequence[Ok[T] | Err]):
         errors = []
         for result in failed:
             add_note_anyway(
-                result.error, f"poolkit: item #{result.index} ({result.item!r:.60}) failed"
+                result.error, f"poolkit: item #{result.index} ({short_repr(result.item)}) failed"
             )
             errors.append(result.error)
         exceptions = [e for e in errors if isinstance(e, Exception)]

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from poolkit._quote import short_repr
+
 __all__ = ["Summary"]
 
 
@@ -96,15 +98,10 @@ class Summary:
         if self.slowest:
             rows.append(("slowest", ""))
             for index, item, elapsed in self.slowest[:3]:
-                rows.append((f"  #{index}", f"{_ms(elapsed)}  {_short(item)}"))
+                rows.append((f"  #{index}", f"{_ms(elapsed)}  {short_repr(item)}"))
         width = max(len(name) for name, _ in rows)
         return "\n".join(f"{name:<{width}}  {value}".rstrip() for name, value in rows)
 
 
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms" if seconds < 10 else f"{seconds:.1f} s"
-
-
-def _short(item: Any) -> str:
-    text = repr(item)
-    return text if len(text) <= 60 else text[:57] + "..."

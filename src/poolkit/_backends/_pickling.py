@@ -17,7 +17,8 @@ from typing import Any
 
 import cloudpickle
 
-from poolkit._errors import RemoteError, RemoteTraceback, describe, set_anyway, text_of
+from poolkit._errors import RemoteError, RemoteTraceback, set_anyway
+from poolkit._quote import describe, text_of
 
 __all__ = [
     "dumps",

@@ -14,7 +14,8 @@ from collections.abc import Callable, Coroutine
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from poolkit._errors import PoolkitError, describe, set_anyway
+from poolkit._errors import PoolkitError, set_anyway
+from poolkit._quote import describe
 
 if TYPE_CHECKING:
     from ._task import Job

@@ -19,6 +19,7 @@ from typing import Any
 
 from poolkit._errors import Cancelled, DeadlineExceeded, TaskTimeout, set_anyway
 from poolkit._policies import Policies
+from poolkit._quote import short_repr
 from poolkit._results import Err, Ok
 
 from ._backend import Backend
@@ -420,7 +421,7 @@ class Engine:
                 log.warning(
                     "item #%d (%s) attempt %d failed with %r; retrying in %.2f s",
                     task.index,
-                    _short(task.item),
+                    short_repr(task.item),
                     task.attempts,
                     error,
                     wait,
@@ -506,9 +507,3 @@ class Engine:
             hook(*args)
         except Exception as error:
             self.hook_errors.append((name, error))
-
-
-def _short(item: Any) -> str:
-    """A log-sized repr of an item."""
-    text = repr(item)
-    return text if len(text) <= 60 else text[:57] + "..."

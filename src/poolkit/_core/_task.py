@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
+from poolkit._quote import short_repr
 from poolkit._results import Ok
 
 from ._attempt import is_async_callable
@@ -125,7 +126,7 @@ class Task:
         return self.job.fn
 
     def __repr__(self) -> str:
-        return f"<Task #{self.index} attempt {self.attempts} item={self.item!r}>"
+        return f"<Task #{self.index} attempt {self.attempts} item={short_repr(self.item)}>"
 
 
 class Run:

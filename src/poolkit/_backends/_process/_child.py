@@ -24,7 +24,7 @@ from poolkit._backends._pickling import dumps, load_function, pack_error
 from poolkit._core import _attempt
 from poolkit._core._attempt import ATTEMPT, WorkerContext, awaited
 from poolkit._core._task import Job
-from poolkit._errors import describe
+from poolkit._quote import describe
 
 from ._buffers import close_mapping, load_items
 from ._wire import HALT, INLINE, MARK, STRIDE, TIME, KnownFunctions, mark

@@ -23,7 +23,8 @@ from array import array
 from typing import TYPE_CHECKING, Any
 
 from poolkit._backends._pickling import unpack_error
-from poolkit._errors import PoolkitError, WorkerCrashed, describe
+from poolkit._errors import PoolkitError, WorkerCrashed
+from poolkit._quote import describe
 
 from ._handle import WorkerHandle
 from ._wire import MARK, STRIDE, split_mark

@@ -45,7 +45,7 @@ from typing import Any
 import cloudpickle
 
 from poolkit._core._task import Job
-from poolkit._errors import describe
+from poolkit._quote import describe
 from poolkit._shared import pickling_for_local_workers
 
 __all__ = [
