@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import pickle
 import signal
@@ -472,9 +473,13 @@ def test_a_failure_taking_in_outcomes_fails_those_items_instead_of_rerunning_the
 
 
 @pytest.mark.parametrize("mode", ["thread", "process"])
-def test_an_exception_whose_str_raises_is_the_items_err_not_a_crash(mode: str) -> None:
+def test_an_exception_whose_str_raises_is_the_items_err_not_a_crash(
+    mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """Packing the error for the parent called str() on it: the exception escaped the
-    worker's loop and the worker died, so the item was reported as WorkerCrashed."""
+    worker's loop and the worker died, so the item was reported as WorkerCrashed. With
+    debug logging on, the engine's log line called repr() on it and the batch failed."""
+    caplog.set_level(logging.DEBUG, logger="poolkit")
     results = bounded(lambda: poolkit.run_all(raise_mute, range(3), mode=mode, workers=1))
     assert [r.attempts for r in results] == [1, 1, 1]
     [bad] = results.errs

@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from poolkit._errors import PoolkitError, set_anyway
-from poolkit._quote import describe
+from poolkit._quote import describe, short_repr
 
 if TYPE_CHECKING:
     from ._task import Job
@@ -160,7 +160,8 @@ def initializer_failure(
         initializer(*initargs)
     except BaseException as error:
         broken = PoolkitError(
-            f"the worker initializer {initializer!r} raised {describe(error)}; no item can run"
+            f"the worker initializer {short_repr(initializer, 200)} raised "
+            f"{describe(error)}; no item can run"
         )
         broken.__cause__ = error
         return broken

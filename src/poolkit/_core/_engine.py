@@ -314,7 +314,7 @@ class Engine:
         self._in_backend -= 1
         self._running.discard(task)
         if self._debug:
-            outcome = "ok" if ok else f"failed: {payload!r}"
+            outcome = "ok" if ok else f"failed: {short_repr(payload, 200)}"
             log.debug("item #%d attempt %d %s", task.index, number, outcome)
         if ok:
             result = Ok(payload, task.item, task.index, number, now - task.first_start)
@@ -340,7 +340,9 @@ class Engine:
         failed = done.failed
         if self._debug:
             for k in range(count):
-                outcome = f"failed: {failed[k]!r}" if failed and k in failed else "ok"
+                outcome = (
+                    f"failed: {short_repr(failed[k], 200)}" if failed and k in failed else "ok"
+                )
                 log.debug("item #%d attempt 1 %s", first + k, outcome)
         if not failed:
             self.out.append(OkRun(first, items, values, done.elapsed))

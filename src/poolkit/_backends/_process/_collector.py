@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from poolkit._backends._pickling import unpack_error
 from poolkit._errors import PoolkitError, WorkerCrashed
-from poolkit._quote import describe
+from poolkit._quote import describe, short_repr
 
 from ._handle import WorkerHandle
 from ._wire import MARK, STRIDE, split_mark
@@ -130,7 +130,7 @@ def _kill_overdue(pool: ProcessBackend) -> None:
             and pool.broken is None
         ):
             pool.broken = PoolkitError(
-                f"the worker initializer {pool.initializer!r} did not finish within "
+                f"the worker initializer {short_repr(pool.initializer, 200)} did not finish within "
                 f"{limit} s (initializer_timeout, or the attempt timeout); no item can run"
             )
             pool.fail_everything(pool.broken)
@@ -185,7 +185,8 @@ def _handle(pool: ProcessBackend, worker: WorkerHandle, message: tuple[Any, ...]
     if kind == "init_failed":
         cause = unpack_error(message[1])
         broken = PoolkitError(
-            f"the worker initializer {pool.initializer!r} raised {describe(cause)}; no item can run"
+            f"the worker initializer {short_repr(pool.initializer, 200)} raised "
+            f"{describe(cause)}; no item can run"
         )
         broken.__cause__ = cause
         pool.broken = broken

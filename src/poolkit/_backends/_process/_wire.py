@@ -45,7 +45,7 @@ from typing import Any
 import cloudpickle
 
 from poolkit._core._task import Job
-from poolkit._quote import describe
+from poolkit._quote import describe, short_repr
 from poolkit._shared import pickling_for_local_workers
 
 __all__ = [
@@ -111,7 +111,8 @@ class FunctionTable:
                 known = (key, blob)
             except Exception as error:
                 problem = TypeError(
-                    f"process mode could not pickle the function {job.fn!r}: {describe(error)}"
+                    f"process mode could not pickle the function {short_repr(job.fn, 200)}: "
+                    f"{describe(error)}"
                 )
                 known = (b"", problem)
             self._blobs[job] = known
