@@ -22,7 +22,8 @@ def interleaved(
     least: float = 0.0,
 ) -> dict[str, list[float]]:
     """Time every candidate once per round, in turn, ``rounds`` times: each sees the same
-    machine state (no candidate gets the quiet minute). Seconds per run, per candidate.
+    machine state (no candidate gets the quiet minute), and the order rotates from round
+    to round (no candidate always follows the same one). Seconds per run, per candidate.
 
     ``warmup`` untimed rounds come first, for every candidate alike: the first run of a
     size grows the process's heap and fills its caches, which no later run pays.
@@ -40,8 +41,13 @@ def interleaved(
             if least:
                 repeats[name] = max(1, math.ceil(least / max(took, 1e-9)))
     times: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(rounds):
-        for name, run in candidates.items():
+    order = list(candidates.items())
+    for round_ in range(rounds):
+        # each round starts one candidate further on: no candidate always runs right
+        # after the same neighbour (the CPU table's reference, always right after the
+        # one-core serial loop, once came out 10-17% below the pools run after it)
+        shift = round_ % len(order)
+        for name, run in order[shift:] + order[:shift]:
             repeat = repeats[name]
             began = time.perf_counter()
             for _ in range(repeat):

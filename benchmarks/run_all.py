@@ -177,11 +177,11 @@ def main() -> None:
         "- The serial baseline of the CPU tables runs in the benchmark's own process, "
         "beside its idle pools' threads; a worker process runs alone, so one worker can "
         "beat serial slightly and 2 workers can show a little over 2.00x on 2 cores.",
-        "- This machine is a VM whose two cores each slow down by up to a fifth, from one "
-        "second to the next, when both are busy: the same fixed work takes 1.8 s in one "
-        "round and 2.7 s in another. The CPU table's first row (two processes that never "
-        "talk) measures what it gives at that moment, and moves by as much from one item "
-        "size to the next as the pools do; compare a pool with that row, not with 2.00x.",
+        "- This machine is a VM whose cores change speed from one second to the next: "
+        "the same fixed work takes 1.8 s in one round and 2.7 s in another. The CPU "
+        "table's first row runs the same work in two processes that never talk, and "
+        "moves between item sizes by as much as the pools do: differences of 0.1x "
+        "between the CPU rows are that noise, not the pools.",
     ]
     text = header + cold + overhead + cpu + cpu_workers + recovery + memory + bigdata
     text += io_lines + dask + notes + plots(overhead, cpu_points, io_points)
